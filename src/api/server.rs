@@ -1,0 +1,354 @@
+//! The HTTP side of `serve-api`: routes, query parameters and the NDJSON stream.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::data::Dataset;
+
+/// Connections served at once. Each costs one small task; the cap only stops a runaway client
+/// from exhausting file descriptors. Further clients wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// With no delay, lines go out in chunks of about this size: big enough that per-chunk overhead
+/// vanishes, small enough to keep per-client memory flat.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How long open connections get to close after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Largest `delay` a request may ask for; more is surely a typo (milliseconds for seconds).
+const MAX_DELAY_SECS: f64 = 3600.0;
+
+pub const STREAM_PREFIX: &str = "/stream_data_";
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// The served files and the default delay.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    datasets: Arc<BTreeMap<String, Arc<Dataset>>>,
+    delay: Duration,
+}
+
+impl Catalog {
+    pub fn new(datasets: Vec<Dataset>, delay: Duration) -> Self {
+        let datasets = datasets
+            .into_iter()
+            .map(|d| (d.name.clone(), Arc::new(d)))
+            .collect();
+        Self {
+            datasets: Arc::new(datasets),
+            delay,
+        }
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.datasets
+            .keys()
+            .map(|name| format!("{STREAM_PREFIX}{name}"))
+            .collect()
+    }
+
+    fn endpoints_json(&self) -> serde_json::Value {
+        self.datasets
+            .iter()
+            .map(|(name, d)| json!({"path": format!("{STREAM_PREFIX}{name}"), "records": d.len()}))
+            .collect()
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled; then stops accepting, ends every
+/// open stream, and returns once the connections closed (or after a short grace period).
+pub async fn serve(listener: TcpListener, catalog: Catalog, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closes"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors or a reset during the handshake: not fatal for the server.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let catalog = catalog.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn({
+                let shutdown = shutdown.clone();
+                move |req| {
+                    let response = route(&catalog, &req, &shutdown);
+                    async move { Ok::<_, Infallible>(response) }
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+fn route(
+    catalog: &Catalog,
+    req: &Request<Incoming>,
+    shutdown: &CancellationToken,
+) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": format!("method {} is not allowed: use GET", req.method())}),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, "GET, HEAD".parse().expect("valid header"));
+        return response;
+    }
+    let path = req.uri().path();
+    if path == "/" {
+        return json_response(
+            StatusCode::OK,
+            json!({"endpoints": catalog.endpoints_json()}),
+        );
+    }
+    if path == "/healthz" {
+        return json_response(StatusCode::OK, json!({"status": "ok"}));
+    }
+    let dataset = path
+        .strip_prefix(STREAM_PREFIX)
+        .and_then(|name| catalog.datasets.get(name));
+    let Some(dataset) = dataset else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            json!({
+                "error": format!("no endpoint at {path}"),
+                "endpoints": catalog.paths(),
+            }),
+        );
+    };
+    match StreamParams::parse(req.uri().query(), dataset.len(), catalog.delay) {
+        Ok(params) => stream_response(Arc::clone(dataset), params, shutdown.clone()),
+        Err(message) => error_response(StatusCode::BAD_REQUEST, json!({"error": message})),
+    }
+}
+
+/// What one stream request asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct StreamParams {
+    from: usize,
+    to: usize,
+    delay: Duration,
+}
+
+impl StreamParams {
+    fn parse(query: Option<&str>, len: usize, default_delay: Duration) -> Result<Self, String> {
+        let mut offset = 0usize;
+        let mut limit = usize::MAX;
+        let mut delay = default_delay;
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "offset" => offset = value.parse().map_err(|_| {
+                    format!("offset={value:?} is not valid: expected a record index from 0 to {len}")
+                })?,
+                "limit" => limit = value.parse().map_err(|_| {
+                    format!("limit={value:?} is not valid: expected a non-negative record count")
+                })?,
+                "delay" => {
+                    delay = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|d| d.is_finite() && (0.0..=MAX_DELAY_SECS).contains(d))
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| {
+                            format!("delay={value:?} is not valid: expected seconds from 0 to {MAX_DELAY_SECS}")
+                        })?
+                }
+                other => {
+                    return Err(format!(
+                        "unknown query parameter {other:?}: use offset, limit or delay"
+                    ));
+                }
+            }
+        }
+        if offset > len {
+            return Err(format!(
+                "offset={offset} is past the end: this stream has {len} records"
+            ));
+        }
+        Ok(Self {
+            from: offset,
+            to: offset.saturating_add(limit).min(len),
+            delay,
+        })
+    }
+}
+
+/// The state of one client's stream; dropped (and so stopped) when the client disconnects.
+struct StreamState {
+    dataset: Arc<Dataset>,
+    next: usize,
+    params: StreamParams,
+    shutdown: CancellationToken,
+}
+
+impl StreamState {
+    async fn next_chunk(mut self) -> Option<(Result<Frame<Bytes>, Infallible>, Self)> {
+        if self.next >= self.params.to || self.shutdown.is_cancelled() {
+            return None;
+        }
+        let chunk = if self.params.delay.is_zero() {
+            let end = self
+                .dataset
+                .batch_end(self.next, self.params.to, CHUNK_BYTES);
+            let chunk = self.dataset.lines(self.next, end);
+            self.next = end;
+            chunk
+        } else {
+            if self.next > self.params.from {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.params.delay) => {}
+                    _ = self.shutdown.cancelled() => return None,
+                }
+            }
+            let line = self.dataset.line(self.next);
+            self.next += 1;
+            line
+        };
+        Some((Ok(Frame::data(chunk)), self))
+    }
+}
+
+fn stream_response(
+    dataset: Arc<Dataset>,
+    params: StreamParams,
+    shutdown: CancellationToken,
+) -> Response<Body> {
+    let state = StreamState {
+        dataset,
+        next: params.from,
+        params,
+        shutdown,
+    };
+    let stream = futures::stream::unfold(state, StreamState::next_chunk);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/x-ndjson")
+        .header(CACHE_CONTROL, "no-store")
+        .body(StreamBody::new(stream).boxed())
+        .expect("valid response")
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut text = body.to_string();
+    text.push('\n');
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(text)).boxed())
+        .expect("valid response")
+}
+
+fn error_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    json_response(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn params_default_to_the_whole_stream() {
+        let p = StreamParams::parse(None, 10, D).unwrap();
+        assert_eq!(
+            p,
+            StreamParams {
+                from: 0,
+                to: 10,
+                delay: D
+            }
+        );
+    }
+
+    #[test]
+    fn params_offset_limit_delay() {
+        let p = StreamParams::parse(Some("offset=3&limit=4&delay=0"), 10, D).unwrap();
+        assert_eq!(
+            p,
+            StreamParams {
+                from: 3,
+                to: 7,
+                delay: Duration::ZERO
+            }
+        );
+        let p = StreamParams::parse(Some("offset=10"), 10, D).unwrap();
+        assert_eq!((p.from, p.to), (10, 10));
+        let p = StreamParams::parse(Some("limit=100"), 10, D).unwrap();
+        assert_eq!(p.to, 10);
+    }
+
+    #[test]
+    fn params_reject_bad_values() {
+        for q in [
+            "offset=-1",
+            "offset=x",
+            "offset=11",
+            "limit=1.5",
+            "delay=-1",
+            "delay=nan",
+            "delay=1e9",
+            "foo=1",
+        ] {
+            assert!(
+                StreamParams::parse(Some(q), 10, D).is_err(),
+                "{q} should be rejected"
+            );
+        }
+    }
+}

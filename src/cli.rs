@@ -1,0 +1,162 @@
+//! Command-line definitions (clap). Parsing only: no I/O happens here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::settings::SettingsSources;
+
+/// factorypal: the plant's data pipeline in one binary (machine API → Kafka → Parquet).
+#[derive(Debug, Parser)]
+#[command(name = "factorypal", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML). Default: config/default.toml if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap brokers, overriding `kafka.bootstrap`.
+    #[arg(long, global = true, value_name = "HOST:PORT[,HOST:PORT]")]
+    pub bootstrap: Option<String>,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides both.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output: errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream every JSON file of the data dir as NDJSON at GET /stream_data_{file stem}.
+    #[command(after_help = "Example:\n  factorypal serve-api --bind 127.0.0.1:5000 --delay 0")]
+    ServeApi(ServeApiArgs),
+    /// Create, delete, list and describe Kafka topics.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
+    #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
+    GenData(GenDataArgs),
+    /// Inspect the effective settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeApiArgs {
+    /// Address to listen on (`api.bind`).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// Directory of JSON files to serve (`api.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between records (`api.delay`); 0 streams as fast as the client reads.
+    #[arg(long, value_name = "SECS")]
+    pub delay: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a topic.
+    #[command(after_help = "Example:\n  factorypal admin create-topic metrics --partitions 3")]
+    CreateTopic {
+        name: String,
+        /// Partition count (`admin.partitions`).
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Replication factor (`admin.replication_factor`).
+        #[arg(long)]
+        replication_factor: Option<i16>,
+        /// Succeed without change when the topic already exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// Delete a topic and all its records.
+    #[command(after_help = "Example:\n  factorypal admin delete-topic metrics --if-exists")]
+    DeleteTopic {
+        name: String,
+        /// Succeed without change when the topic does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List topic names, one per line, sorted.
+    #[command(after_help = "Example:\n  factorypal admin list-topics")]
+    ListTopics {
+        /// Include internal topics (names starting with `_`).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a topic's partitions with leader, earliest and latest offsets.
+    #[command(after_help = "Example:\n  factorypal admin describe-topic metrics --json")]
+    DescribeTopic {
+        name: String,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenDataArgs {
+    /// Directory to write metrics.json and workorder.json into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Seed: the same seed always writes the same files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of metrics records.
+    #[arg(long, default_value_t = crate::gen_data::DEFAULT_METRICS)]
+    pub metrics: u64,
+    /// Number of workorder records.
+    #[arg(long, default_value_t = crate::gen_data::DEFAULT_WORKORDERS)]
+    pub workorders: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings (defaults < file < FACTORYPAL__* env < flags) as TOML.
+    #[command(after_help = "Example:\n  FACTORYPAL__API__DELAY=0 factorypal config show")]
+    Show,
+}
+
+impl Cli {
+    /// The settings layers this command line asks for: the config file and the flags that
+    /// override settings keys.
+    pub fn settings_sources(&self) -> SettingsSources {
+        let mut sources = SettingsSources {
+            config_file: self.global.config.clone(),
+            overrides: Vec::new(),
+        };
+        sources.set_opt("kafka.bootstrap", self.global.bootstrap.clone());
+        match &self.command {
+            Command::ServeApi(args) => {
+                sources.set_opt("api.bind", args.bind.map(|a| a.to_string()));
+                sources.set_opt(
+                    "api.data_dir",
+                    args.data_dir.as_ref().map(|d| d.display().to_string()),
+                );
+                sources.set_opt("api.delay", args.delay);
+            }
+            Command::Admin(AdminCommand::CreateTopic {
+                partitions,
+                replication_factor,
+                ..
+            }) => {
+                sources.set_opt("admin.partitions", partitions.map(i64::from));
+                sources.set_opt(
+                    "admin.replication_factor",
+                    replication_factor.map(i64::from),
+                );
+            }
+            _ => {}
+        }
+        sources
+    }
+}

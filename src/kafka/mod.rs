@@ -1,0 +1,158 @@
+//! Everything that talks to Kafka at the client level: building an `rskafka` client that fails
+//! within the configured timeout, topic-name rules, and the metadata rskafka does not expose.
+
+pub mod metadata;
+
+use std::future::Future;
+use std::time::Duration;
+
+use rskafka::BackoffConfig;
+use rskafka::client::{Client, ClientBuilder};
+
+use crate::settings::KafkaSettings;
+
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error(
+        "invalid topic name {name:?}: {why} (Kafka allows letters, digits, `.`, `_` and `-`, at most 249 characters, not `.` or `..`)"
+    )]
+    InvalidTopicName { name: String, why: &'static str },
+    #[error(
+        "could not reach Kafka at {bootstrap} within {timeout:?}: {reason}; check that the broker is running and that --bootstrap (kafka.bootstrap) is right"
+    )]
+    Unreachable {
+        bootstrap: String,
+        timeout: Duration,
+        reason: String,
+    },
+    #[error(
+        "{operation} did not finish within {timeout:?} (kafka.timeout); is the broker at {bootstrap} healthy?"
+    )]
+    TimedOut {
+        operation: String,
+        bootstrap: String,
+        timeout: Duration,
+    },
+    #[error("{operation} failed: {source}")]
+    Client {
+        operation: String,
+        #[source]
+        source: rskafka::client::error::Error,
+    },
+    #[error("metadata request to {broker} failed: {reason}")]
+    Metadata { broker: String, reason: String },
+}
+
+/// Checks a topic name against Kafka's rules before any network call.
+pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "`.` and `..` are reserved"
+    } else if name.len() > MAX_TOPIC_NAME_LEN {
+        "it is longer than 249 characters"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "it contains a character other than letters, digits, `.`, `_` and `-`"
+    } else {
+        return Ok(());
+    };
+    Err(KafkaError::InvalidTopicName {
+        name: name.to_string(),
+        why,
+    })
+}
+
+/// A connected client plus the settings it was built from, so every call can be bounded by the
+/// same timeout and every error can name the brokers.
+pub struct KafkaClient {
+    pub client: Client,
+    pub settings: KafkaSettings,
+}
+
+impl KafkaClient {
+    /// Connects to the bootstrap brokers, failing within `kafka.timeout` if none answers.
+    pub async fn connect(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let timeout = settings.timeout();
+        let backoff = BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+            deadline: Some(timeout),
+        };
+        let builder = ClientBuilder::new(settings.bootstrap_brokers())
+            .client_id(settings.client_id.as_str())
+            .backoff_config(backoff);
+        let unreachable = |reason: String| KafkaError::Unreachable {
+            bootstrap: settings.bootstrap.clone(),
+            timeout,
+            reason,
+        };
+        let client = tokio::time::timeout(timeout, builder.build())
+            .await
+            .map_err(|_| unreachable("no broker answered".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Self {
+            client,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Runs one rskafka call bounded by `kafka.timeout`, naming `operation` in any error.
+    pub async fn call<T, F>(&self, operation: impl Into<String>, fut: F) -> Result<T, KafkaError>
+    where
+        F: Future<Output = Result<T, rskafka::client::error::Error>>,
+    {
+        let operation = operation.into();
+        match tokio::time::timeout(self.settings.timeout(), fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(KafkaError::Client { operation, source }),
+            Err(_) => Err(KafkaError::TimedOut {
+                operation,
+                bootstrap: self.settings.bootstrap.clone(),
+                timeout: self.settings.timeout(),
+            }),
+        }
+    }
+
+    /// Topic and partition metadata with leaders and internal flags.
+    pub async fn metadata(
+        &self,
+        topics: Option<&[String]>,
+    ) -> Result<metadata::Metadata, KafkaError> {
+        metadata::fetch(&self.settings, topics).await
+    }
+}
+
+/// The timeout to hand to brokers for requests that take one (create/delete topic), in ms.
+pub fn broker_timeout_ms(settings: &KafkaSettings) -> i32 {
+    i32::try_from(settings.timeout().as_millis()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["metrics", "a.b_c-D9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "has space",
+            "slash/",
+            "ümlaut",
+            &"x".repeat(250),
+        ] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

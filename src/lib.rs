@@ -1,0 +1,23 @@
+//! factorypal: the plant's data pipeline in one binary.
+//!
+//! ```text
+//!  data_source/*.json ──► api (serve-api) ──HTTP NDJSON──► produce ──► Kafka ──► consume ──► sinks
+//!                                                                       ▲                  (Parquet,
+//!                                               admin (topics) ─────────┘                   console)
+//! ```
+//!
+//! * [`settings`]: the one config layer (defaults < file < `FACTORYPAL__*` env < flags).
+//! * [`cli`]: clap definitions; [`main`](../factorypal/index.html) only parses and dispatches.
+//! * [`api`]: `serve-api`, the stand-in for the machines; knows nothing of Kafka.
+//! * [`kafka`]: client building with timeouts, topic-name rules, metadata.
+//! * [`admin`]: `admin` topic management on top of [`kafka`].
+//! * [`gen_data`]: deterministic sample data with planted, documented correlations.
+//! * [`shutdown`]: SIGINT/SIGTERM → a cancellation token.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod gen_data;
+pub mod kafka;
+pub mod settings;
+pub mod shutdown;

@@ -1,0 +1,401 @@
+//! The one config layer every subcommand shares.
+//!
+//! Precedence, each overriding the one before: built-in defaults (the `Default` impls below) <
+//! the config file (`config/default.toml`, or `--config FILE`) < `FACTORYPAL__SECTION__KEY`
+//! environment variables < command-line flags. This module knows no component: it only turns
+//! those layers into plain values, and each subcommand reads its own section.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+use serde::{Deserialize, Serialize};
+
+/// The config file read when `--config` is not given. A missing default file is fine (the
+/// built-in defaults apply); a missing file named with `--config` is an error.
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+/// Environment variables `FACTORYPAL__API__BIND` and the like set `api.bind`.
+pub const ENV_PREFIX: &str = "FACTORYPAL";
+pub const ENV_SEPARATOR: &str = "__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub api: ApiSettings,
+    pub admin: AdminSettings,
+}
+
+/// How to reach the Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Comma-separated `HOST:PORT` list of bootstrap brokers.
+    pub bootstrap: String,
+    /// Client id sent with every request; shows up in broker logs and quotas.
+    pub client_id: String,
+    /// Seconds any single Kafka operation may take before it fails with an error.
+    pub timeout: f64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap: "127.0.0.1:9092".into(),
+            client_id: "factorypal".into(),
+            timeout: 10.0,
+        }
+    }
+}
+
+impl KafkaSettings {
+    pub fn bootstrap_brokers(&self) -> Vec<String> {
+        self.bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+}
+
+/// The stand-in for the plant's machines: `serve-api`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// Directory whose `*.json` files are served, one endpoint per file.
+    pub data_dir: PathBuf,
+    /// Seconds between two records of a stream (`0` = as fast as the client reads).
+    pub delay: f64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            data_dir: PathBuf::from("data_source"),
+            delay: 0.1,
+        }
+    }
+}
+
+/// Defaults for topics that `admin` creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            partitions: 3,
+            replication_factor: 1,
+        }
+    }
+}
+
+/// Why the settings could not be loaded. Every variant is a usage error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("config file {path} does not exist: create it or point --config at an existing file")]
+    MissingFile { path: PathBuf },
+    #[error("config file {path} is not valid TOML: {reason}")]
+    MalformedFile { path: PathBuf, reason: String },
+    #[error("unknown setting `{key}` (from {origin}); valid keys are: {valid}")]
+    UnknownKey {
+        key: String,
+        origin: String,
+        valid: String,
+    },
+    #[error("setting `{key}` (from {origin}) has the wrong type: {reason}")]
+    WrongType {
+        key: String,
+        origin: String,
+        reason: String,
+    },
+    #[error("setting `{key}` = {value} is invalid: expected {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("could not load settings: {0}")]
+    Other(String),
+}
+
+impl SettingsError {
+    /// Replaces the `config` crate's origin labels with what a user recognizes: the file path
+    /// as they gave it, the exact environment variable, or "command line".
+    fn with_origin_named(self, file_label: &str) -> Self {
+        let rename = |origin: String, key: &str| match origin.as_str() {
+            "the environment" => format!(
+                "environment variable {ENV_PREFIX}{ENV_SEPARATOR}{}",
+                key.to_uppercase().replace('.', ENV_SEPARATOR)
+            ),
+            "command line" => origin,
+            _ => format!("config file {file_label}"),
+        };
+        match self {
+            Self::UnknownKey { key, origin, valid } => Self::UnknownKey {
+                origin: rename(origin, &key),
+                key,
+                valid,
+            },
+            Self::WrongType {
+                key,
+                origin,
+                reason,
+            } => Self::WrongType {
+                origin: rename(origin, &key),
+                key,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Where the settings come from, besides the built-in defaults and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct SettingsSources {
+    /// `--config FILE`; `None` reads [`DEFAULT_CONFIG_FILE`] if it exists.
+    pub config_file: Option<PathBuf>,
+    /// Command-line flags as `(dotted key, value)`, applied last.
+    pub overrides: Vec<(String, Value)>,
+}
+
+impl SettingsSources {
+    pub fn set(&mut self, key: &str, value: impl Into<ValueKind>) {
+        self.overrides.push((
+            key.to_string(),
+            Value::new(Some(&"command line".to_string()), value),
+        ));
+    }
+
+    /// Sets `key` only when the flag was given.
+    pub fn set_opt<T: Into<ValueKind>>(&mut self, key: &str, value: Option<T>) {
+        if let Some(v) = value {
+            self.set(key, v);
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings from every layer, using the process environment.
+    pub fn load(sources: &SettingsSources) -> Result<Self, SettingsError> {
+        Self::load_with_env(sources, std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment passed in (so tests need not mutate theirs).
+    pub fn load_with_env(
+        sources: &SettingsSources,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder();
+        match &sources.config_file {
+            Some(path) => builder = builder.add_source(read_file(path, true)?),
+            None => {
+                let path = Path::new(DEFAULT_CONFIG_FILE);
+                if path.exists() {
+                    builder = builder.add_source(read_file(path, false)?);
+                }
+            }
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .separator(ENV_SEPARATOR)
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        for (key, value) in &sources.overrides {
+            builder = builder
+                .set_override(key.as_str(), value.clone())
+                .map_err(|e| SettingsError::Other(e.to_string()))?;
+        }
+        let config = builder
+            .build()
+            .map_err(|e| SettingsError::Other(e.to_string()))?;
+
+        let file_label = sources
+            .config_file
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG_FILE.into())
+            .display()
+            .to_string();
+        let name_origin = |e: SettingsError| e.with_origin_named(&file_label);
+        check_known_keys(&config).map_err(name_origin)?;
+        let settings: Settings = config
+            .try_deserialize()
+            .map_err(wrong_type)
+            .map_err(name_origin)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        fn seconds(key: &'static str, v: f64, max: f64) -> Result<(), SettingsError> {
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(SettingsError::Invalid {
+                    key,
+                    value: v.to_string(),
+                    expected: "a number of seconds, not negative",
+                })
+            }
+        }
+        seconds("kafka.timeout", self.kafka.timeout, 86_400.0)?;
+        if self.kafka.timeout == 0.0 {
+            return Err(SettingsError::Invalid {
+                key: "kafka.timeout",
+                value: "0".into(),
+                expected: "a number of seconds above 0",
+            });
+        }
+        seconds("api.delay", self.api.delay, 3_600.0)?;
+        if self.kafka.bootstrap_brokers().is_empty() {
+            return Err(SettingsError::Invalid {
+                key: "kafka.bootstrap",
+                value: format!("{:?}", self.kafka.bootstrap),
+                expected: "a comma-separated list of HOST:PORT",
+            });
+        }
+        if self.admin.partitions < 1 {
+            return Err(SettingsError::Invalid {
+                key: "admin.partitions",
+                value: self.admin.partitions.to_string(),
+                expected: "a partition count of at least 1",
+            });
+        }
+        if self.admin.replication_factor < 1 {
+            return Err(SettingsError::Invalid {
+                key: "admin.replication_factor",
+                value: self.admin.replication_factor.to_string(),
+                expected: "a replication factor of at least 1",
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML, for `factorypal config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("settings always serialize to TOML")
+    }
+}
+
+fn read_file(
+    path: &Path,
+    required: bool,
+) -> Result<File<config::FileSourceFile, FileFormat>, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound && required {
+            SettingsError::MissingFile { path: path.into() }
+        } else {
+            SettingsError::MalformedFile {
+                path: path.into(),
+                reason: e.to_string(),
+            }
+        }
+    })?;
+    // Parse once here so a syntax error names the file, line and column.
+    if let Err(e) = text.parse::<toml::Table>() {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        return Err(SettingsError::MalformedFile {
+            path: path.into(),
+            reason: format!("{}{}", at.unwrap_or_default(), e.message()),
+        });
+    }
+    // Read through the path (not the text) so every value remembers which file set it.
+    Ok(File::from(path).format(FileFormat::Toml).required(true))
+}
+
+/// Compares every key the layers set against the keys of [`Settings`], so a typo is an error
+/// that names the key instead of a setting that silently does nothing.
+fn check_known_keys(config: &Config) -> Result<(), SettingsError> {
+    let known = toml::Value::try_from(Settings::default()).expect("settings serialize");
+    match &config.cache.kind {
+        ValueKind::Table(table) => {
+            check_table(table, known.as_table().expect("settings are a table"), "")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_table(
+    actual: &config::Map<String, Value>,
+    known: &toml::Table,
+    prefix: &str,
+) -> Result<(), SettingsError> {
+    for (key, value) in actual {
+        let path = format!("{prefix}{key}");
+        match known.get(key) {
+            None => {
+                return Err(SettingsError::UnknownKey {
+                    origin: origin_of(value),
+                    valid: known
+                        .keys()
+                        .map(|k| format!("{prefix}{k}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key: path,
+                });
+            }
+            Some(toml::Value::Table(sub)) => match &value.kind {
+                ValueKind::Table(inner) => check_table(inner, sub, &format!("{path}."))?,
+                _ => {
+                    return Err(SettingsError::WrongType {
+                        key: path,
+                        origin: origin_of(value),
+                        reason: "expected a table (section)".into(),
+                    });
+                }
+            },
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn origin_of(value: &Value) -> String {
+    value.origin().unwrap_or("a config file").to_string()
+}
+
+fn wrong_type(err: config::ConfigError) -> SettingsError {
+    match err {
+        config::ConfigError::At { error, origin, key } => SettingsError::WrongType {
+            key: key.unwrap_or_default(),
+            origin: origin.unwrap_or_else(|| "settings".into()),
+            reason: error.to_string(),
+        },
+        config::ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => SettingsError::WrongType {
+            key: key.unwrap_or_default(),
+            origin: origin.unwrap_or_else(|| "settings".into()),
+            reason: format!("found {unexpected}, expected {expected}"),
+        },
+        other => SettingsError::Other(other.to_string()),
+    }
+}
