@@ -175,12 +175,13 @@ impl ArrayWriter<'_> {
 
 fn write_metrics(w: &mut ArrayWriter<'_>, seed: u64, count: u64) -> std::io::Result<()> {
     let mut rng = Rng(seed);
-    // Per-id parameters of the unrelated series.
+    // Per-id parameters of the unrelated series: level, period in days, phase. Periods stay
+    // under 2 days, well apart from the planted 3- and 5-day cycles, so they cannot correlate.
     let background: Vec<(f64, f64, f64)> = (0..20)
         .map(|_| {
             (
                 50.0 + 950.0 * rng.unit(),
-                0.5 + 4.0 * rng.unit(),
+                0.3 + 1.5 * rng.unit(),
                 TAU * rng.unit(),
             )
         })

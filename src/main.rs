@@ -51,27 +51,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Usage errors (bad config, bad input data, an invalid name) exit 2; everything else 1.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    use kafka::KafkaError::InvalidTopicName;
     let usage = err.chain().any(|e| {
         e.is::<SettingsError>()
             || e.is::<api::DataError>()
+            || matches!(e.downcast_ref(), Some(InvalidTopicName { .. }))
+            // `AdminError::Kafka` is transparent, so its inner error is not in the chain.
             || matches!(
-                e.downcast_ref::<kafka::KafkaError>(),
-                Some(kafka::KafkaError::InvalidTopicName { .. })
+                e.downcast_ref(),
+                Some(admin::AdminError::Kafka(InvalidTopicName { .. }))
             )
     });
     if usage { 2 } else { 1 }
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
+    // rskafka logs every retry and every broker error it hands back to us; we report those
+    // ourselves with context, so its own lines only show with -v.
+    let directives = match (quiet, verbose) {
+        (true, _) => "error,rskafka=off",
+        (false, 0) => "warn,rskafka=off,factorypal=info",
+        (false, 1) => "info,rskafka=warn,factorypal=debug",
+        (false, _) => "debug,factorypal=trace",
     };
-    // Our own crate at the chosen level; dependencies one notch quieter unless RUST_LOG says.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,factorypal={default}")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

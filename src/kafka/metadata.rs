@@ -1,8 +1,7 @@
-//! A minimal Kafka Metadata request (API key 3, version 1), written here because rskafka keeps
+//! A minimal Kafka Metadata request (API key 3, version 4), written here because rskafka keeps
 //! partition leaders and the `is_internal` flag to itself and `admin describe-topic` needs them.
-//! Version 1 is the oldest that carries both and every 4.x broker still answers it.
-
-use std::time::Duration;
+//! Kafka 4.0 removed versions 0–3 (KIP-896); 4 is the oldest it answers, is not yet a
+//! "flexible" (tagged-field) version, and older brokers (since 1.0) answer it too.
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,7 +11,7 @@ use super::KafkaError;
 use crate::settings::KafkaSettings;
 
 const API_KEY_METADATA: i16 = 3;
-const API_VERSION: i16 = 1;
+const API_VERSION: i16 = 4;
 /// A metadata answer for thousands of topics fits easily; more means a corrupt length prefix.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -106,6 +105,7 @@ fn encode_request(client_id: &str, topics: Option<&[String]>) -> Vec<u8> {
             }
         }
     }
+    body.put_i8(0); // allow_auto_topic_creation: never, asking must not create
     let mut framed = Vec::with_capacity(body.len() + 4);
     framed.put_i32(body.len() as i32);
     framed.extend_from_slice(&body);
@@ -123,6 +123,7 @@ fn put_string(buf: &mut BytesMut, s: &str) {
 fn decode_response(mut buf: &[u8]) -> Result<Metadata, String> {
     let r = &mut buf;
     let _correlation_id = i32_(r)?;
+    let _throttle_time_ms = i32_(r)?;
     let brokers = array(r, |r| {
         let node_id = i32_(r)?;
         let host = string(r)?.unwrap_or_default();
@@ -134,6 +135,7 @@ fn decode_response(mut buf: &[u8]) -> Result<Metadata, String> {
             port,
         })
     })?;
+    let _cluster_id = string(r)?;
     let _controller_id = i32_(r)?;
     let topics = array(r, |r| {
         let error_code = i16_(r)?;
@@ -206,9 +208,6 @@ fn array<T>(
     (0..len).map(|_| item(r)).collect()
 }
 
-/// Bound on how long a caller should wait for partitions of a new topic to get leaders.
-pub const LEADER_WAIT: Duration = Duration::from_secs(10);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,11 +216,13 @@ mod tests {
     fn decodes_a_hand_built_response() {
         let mut b = BytesMut::new();
         b.put_i32(1); // correlation
+        b.put_i32(0); // throttle
         b.put_i32(1); // brokers
         b.put_i32(1);
         put_string(&mut b, "127.0.0.1");
         b.put_i32(9092);
         b.put_i16(-1); // rack null
+        put_string(&mut b, "cluster");
         b.put_i32(1); // controller
         b.put_i32(1); // topics
         b.put_i16(0);

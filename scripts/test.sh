@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: builds, starts a local Apache Kafka on a free port
+# (unless FACTORYPAL_TEST_BOOTSTRAP names a broker already), runs `cargo test` (all of it), and
+# stops that broker whatever happens. The last lines are cargo's own test summary.
+#
+# usage: scripts/test.sh [extra cargo test args, e.g. a test name filter]
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# Build first so a compile error shows before any broker starts.
+log "building"
+cargo build --locked --all-targets
+
+if [[ -z "${FACTORYPAL_TEST_BOOTSTRAP:-}" ]]; then
+  KAFKA_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  KAFKA_DIR="$PWD/target/test-kafka/$KAFKA_PORT"
+  export KAFKA_PORT KAFKA_DIR
+  stop_broker() { scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true; }
+  trap stop_broker EXIT
+  trap 'exit 130' INT TERM
+  log "starting a local Apache Kafka on 127.0.0.1:$KAFKA_PORT"
+  FACTORYPAL_TEST_BOOTSTRAP="$(scripts/kafka-local.sh start | tail -n 1)"
+  export FACTORYPAL_TEST_BOOTSTRAP
+else
+  log "using the broker at $FACTORYPAL_TEST_BOOTSTRAP"
+fi
+
+log "running cargo test against $FACTORYPAL_TEST_BOOTSTRAP"
+# --all-targets: every unit and integration test; it leaves out doc-tests, which we have
+# none of, so the closing summary is that of real tests.
+cargo test --locked --all-targets "$@"

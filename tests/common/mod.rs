@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests: the real broker's address, unique topic names, the
+//! real binary, and a small real HTTP client.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Every await on the network in a test is bounded by this.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The broker `scripts/test.sh` started. No silent skip: without one the test fails saying how.
+pub fn bootstrap() -> String {
+    std::env::var("FACTORYPAL_TEST_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "FACTORYPAL_TEST_BOOTSTRAP is not set: run the tests with scripts/test.sh (it starts a \
+             local Apache Kafka), or start one with scripts/kafka-local.sh start and set \
+             FACTORYPAL_TEST_BOOTSTRAP=127.0.0.1:9092"
+        )
+    })
+}
+
+/// A topic name no other test (or earlier run against the same broker) uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The real `factorypal` binary, run in `dir` with no `FACTORYPAL__*` variables inherited.
+pub fn factorypal(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_factorypal"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FACTORYPAL__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cmd`, killing it if it takes longer than `limit`.
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn factorypal");
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command did not finish within {limit:?}; stderr: {}",
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A real HTTP/1.1 GET; returns the response with its body still streaming.
+pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> hyper::Response<Incoming> {
+    let fut = async {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path_and_query)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        sender.send_request(req).await.expect("request")
+    };
+    tokio::time::timeout(TEST_TIMEOUT, fut).await.expect("GET timed out")
+}
+
+/// A GET whose whole body is read: (status, content type, body).
+pub async fn http_get_body(addr: SocketAddr, path_and_query: &str) -> (u16, String, Bytes) {
+    let response = http_get(addr, path_and_query).await;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = tokio::time::timeout(TEST_TIMEOUT, response.into_body().collect())
+        .await
+        .expect("body timed out")
+        .expect("body")
+        .to_bytes();
+    (status, content_type, body)
+}
+
+/// The NDJSON lines of a body, each parsed.
+pub fn ndjson(body: &[u8]) -> Vec<serde_json::Value> {
+    assert!(body.is_empty() || body.ends_with(b"\n"), "NDJSON must end in a newline");
+    body.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("each line is JSON"))
+        .collect()
+}

@@ -1,0 +1,140 @@
+//! The one config layer, through the real binary: defaults < file < env < flags, and every
+//! kind of bad config is a usage error (exit 2) naming the file or variable and the key.
+
+mod common;
+
+use common::{factorypal, stderr, stdout};
+
+fn show(cmd: &mut std::process::Command) -> toml::Table {
+    let out = cmd.arg("config").arg("show").output().unwrap();
+    assert!(out.status.success(), "config show failed: {}", stderr(&out));
+    stdout(&out).parse().expect("config show prints TOML")
+}
+
+fn get<'a>(t: &'a toml::Table, section: &str, key: &str) -> &'a toml::Value {
+    &t[section][key]
+}
+
+#[test]
+fn defaults_apply_without_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = show(&mut factorypal(dir.path()));
+    assert_eq!(get(&t, "kafka", "bootstrap").as_str(), Some("127.0.0.1:9092"));
+    assert_eq!(get(&t, "kafka", "timeout").as_float(), Some(10.0));
+    assert_eq!(get(&t, "api", "bind").as_str(), Some("0.0.0.0:5000"));
+    assert_eq!(get(&t, "api", "delay").as_float(), Some(0.1));
+    assert_eq!(get(&t, "admin", "partitions").as_integer(), Some(3));
+    assert_eq!(get(&t, "admin", "replication_factor").as_integer(), Some(1));
+}
+
+#[test]
+fn file_then_env_then_flag_each_override_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/default.toml"),
+        "[kafka]\nbootstrap = \"file:1\"\n[api]\nbind = \"127.0.0.1:7000\"\ndelay = 0.5\n[admin]\npartitions = 4\n",
+    )
+    .unwrap();
+
+    // File over defaults.
+    let t = show(&mut factorypal(dir.path()));
+    assert_eq!(get(&t, "kafka", "bootstrap").as_str(), Some("file:1"));
+    assert_eq!(get(&t, "api", "bind").as_str(), Some("127.0.0.1:7000"));
+    assert_eq!(get(&t, "admin", "partitions").as_integer(), Some(4));
+
+    // Env over file.
+    let t = show(
+        factorypal(dir.path())
+            .env("FACTORYPAL__KAFKA__BOOTSTRAP", "env:2")
+            .env("FACTORYPAL__API__BIND", "127.0.0.1:6000")
+            .env("FACTORYPAL__ADMIN__PARTITIONS", "5"),
+    );
+    assert_eq!(get(&t, "kafka", "bootstrap").as_str(), Some("env:2"));
+    assert_eq!(get(&t, "api", "bind").as_str(), Some("127.0.0.1:6000"));
+    assert_eq!(get(&t, "admin", "partitions").as_integer(), Some(5));
+    assert_eq!(get(&t, "api", "delay").as_float(), Some(0.5), "untouched keys keep the file's value");
+
+    // Flag over env.
+    let t = show(
+        factorypal(dir.path())
+            .env("FACTORYPAL__KAFKA__BOOTSTRAP", "env:2")
+            .args(["--bootstrap", "flag:3"]),
+    );
+    assert_eq!(get(&t, "kafka", "bootstrap").as_str(), Some("flag:3"));
+}
+
+#[test]
+fn config_flag_names_another_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("other.toml");
+    std::fs::write(&file, "[api]\ndata_dir = \"/srv/plant\"\n").unwrap();
+    let t = show(factorypal(dir.path()).arg("--config").arg(&file));
+    assert_eq!(get(&t, "api", "data_dir").as_str(), Some("/srv/plant"));
+}
+
+/// Runs `config show` expecting a usage error whose message contains every `needle`.
+fn expect_usage_error(cmd: &mut std::process::Command, needles: &[&str]) {
+    let out = cmd.arg("config").arg("show").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+}
+
+#[test]
+fn bad_config_is_a_usage_error_naming_file_key_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+
+    expect_usage_error(
+        factorypal(dir.path()).args(["--config", "missing.toml"]),
+        &["missing.toml", "does not exist"],
+    );
+
+    std::fs::write(&file, "[api\nbind = 1\n").unwrap();
+    expect_usage_error(
+        factorypal(dir.path()).arg("--config").arg(&file),
+        &["c.toml", "not valid TOML", "line 1"],
+    );
+
+    std::fs::write(&file, "[api]\nbindd = \"127.0.0.1:1\"\n").unwrap();
+    expect_usage_error(
+        factorypal(dir.path()).arg("--config").arg(&file),
+        &["c.toml", "api.bindd", "unknown setting", "api.bind"],
+    );
+
+    std::fs::write(&file, "[admin]\npartitions = \"many\"\n").unwrap();
+    expect_usage_error(
+        factorypal(dir.path()).arg("--config").arg(&file),
+        &["c.toml", "admin.partitions", "integer"],
+    );
+
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__API__DELAY", "soon"),
+        &["FACTORYPAL__API__DELAY", "api.delay", "floating point"],
+    );
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__KAFKA__TIMEOUTT", "3"),
+        &["FACTORYPAL__KAFKA__TIMEOUTT", "kafka.timeoutt"],
+    );
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__API__BIND", "not-an-address"),
+        &["api.bind"],
+    );
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__API__DELAY", "-1"),
+        &["api.delay", "not negative"],
+    );
+}
+
+#[test]
+fn the_shipped_config_file_matches_the_defaults() {
+    // config/default.toml documents every key; it must load and agree with the built-in values.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = show(factorypal(repo).arg("--config").arg(repo.join("config/default.toml")));
+    let built_in = show(&mut factorypal(dir.path()));
+    assert_eq!(from_file, built_in);
+}
