@@ -29,6 +29,7 @@ else
 fi
 
 log "running cargo test against $FACTORYPAL_TEST_BOOTSTRAP"
-# --all-targets: every unit and integration test; it leaves out doc-tests, which we have
-# none of, so the closing summary is that of real tests.
-cargo test --locked --all-targets "$@"
+# Unit tests of the library and binary, and every integration test in tests/. (Doc-tests,
+# examples and benches hold no tests; leaving them out keeps cargo's closing summary that of
+# real tests.)
+cargo test --locked --lib --bins --tests "$@"

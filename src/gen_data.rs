@@ -128,7 +128,7 @@ pub fn generate(out: &Path, seed: u64, metrics: u64, workorders: u64) -> anyhow:
     let path = out.join("workorder.json");
     // A different stream from the same seed, so the two files are independent.
     write_json_array(&path, |w| {
-        write_workorders(w, seed ^ 0x5EED_0F_F00D, workorders)
+        write_workorders(w, seed ^ 0x005E_ED0F_F00D, workorders)
     })?;
     Ok(Written {
         metrics,
@@ -266,11 +266,11 @@ mod tests {
     }
 
     #[test]
-    fn rng_is_stable_across_releases() {
+    fn rng_is_splitmix64() {
+        // The reference SplitMix64 (Vigna) starting from state 0 yields this first.
+        assert_eq!(Rng(0).next_u64(), 0xE220_A839_7B1D_CDAF);
         let mut rng = Rng(42);
-        // SplitMix64's published first output for seed 42... pinned so a change shows.
         let first = rng.next_u64();
-        assert_eq!(first, Rng(42).next_u64());
         assert_ne!(first, rng.next_u64());
     }
 }

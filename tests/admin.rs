@@ -23,7 +23,11 @@ fn admin(args: &[&str]) -> Output {
 
 fn admin_ok(args: &[&str]) -> String {
     let out = admin(args);
-    assert!(out.status.success(), "admin {args:?} failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "admin {args:?} failed: {}",
+        stderr(&out)
+    );
     stdout(&out)
 }
 
@@ -55,7 +59,10 @@ fn create_describe_list_delete() {
     assert_eq!(names, sorted, "list-topics is sorted");
 
     let table = admin_ok(&["describe-topic", &topic]);
-    assert!(table.contains("PARTITION") && table.contains("LEADER"), "{table}");
+    assert!(
+        table.contains("PARTITION") && table.contains("LEADER"),
+        "{table}"
+    );
 
     admin_ok(&["delete-topic", &topic]);
     // Deletion is asynchronous in the broker; it leaves the listing within seconds.
@@ -72,7 +79,14 @@ fn create_describe_list_delete() {
 #[test]
 fn partitions_and_replication_come_from_flags_then_config() {
     let topic = unique_topic("admin-flags");
-    admin_ok(&["create-topic", &topic, "--partitions", "5", "--replication-factor", "1"]);
+    admin_ok(&[
+        "create-topic",
+        &topic,
+        "--partitions",
+        "5",
+        "--replication-factor",
+        "1",
+    ]);
     assert_eq!(describe(&topic)["partitions"].as_array().unwrap().len(), 5);
 
     let topic = unique_topic("admin-env");
@@ -100,7 +114,10 @@ fn duplicate_create_fails_unless_if_not_exists() {
     let out = admin(&["create-topic", &topic]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("already exists") && err.contains("--if-not-exists"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--if-not-exists"),
+        "{err}"
+    );
     admin_ok(&["create-topic", &topic, "--if-not-exists"]);
 }
 
@@ -132,16 +149,27 @@ async fn describe_shows_earliest_and_latest_offsets() {
             timestamp: rskafka::chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
         })
         .collect();
-    tokio::time::timeout(common::TEST_TIMEOUT, partition.produce(records, Compression::NoCompression))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        common::TEST_TIMEOUT,
+        partition.produce(records, Compression::NoCompression),
+    )
+    .await
+    .unwrap()
+    .unwrap();
 
     let topic2 = topic.clone();
-    let described = tokio::task::spawn_blocking(move || describe(&topic2)).await.unwrap();
+    let described = tokio::task::spawn_blocking(move || describe(&topic2))
+        .await
+        .unwrap();
     let p = &described["partitions"];
-    assert_eq!((p[0]["earliest"].as_i64(), p[0]["latest"].as_i64()), (Some(0), Some(0)));
-    assert_eq!((p[1]["earliest"].as_i64(), p[1]["latest"].as_i64()), (Some(0), Some(7)));
+    assert_eq!(
+        (p[0]["earliest"].as_i64(), p[0]["latest"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        (p[1]["earliest"].as_i64(), p[1]["latest"].as_i64()),
+        (Some(0), Some(7))
+    );
 }
 
 #[test]
@@ -156,9 +184,21 @@ fn invalid_names_are_refused_before_any_network_call() {
                 factorypal(dir.path()).args(["--bootstrap", "127.0.0.1:1", "admin", command, name]),
                 Duration::from_secs(20),
             );
-            assert_eq!(out.status.code(), Some(2), "{command} {name}: {}", stderr(&out));
-            assert!(stderr(&out).contains("invalid topic name"), "{}", stderr(&out));
-            assert!(started.elapsed() < Duration::from_secs(5), "refusal waited for the network");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command} {name}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains("invalid topic name"),
+                "{}",
+                stderr(&out)
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "refusal waited for the network"
+            );
         }
     }
 }
@@ -177,8 +217,14 @@ fn unreachable_broker_fails_within_the_timeout_naming_the_address() {
     let elapsed = started.elapsed();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("127.0.0.1:1") && err.contains("could not reach Kafka"), "{err}");
-    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?} with a 2 s timeout");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("could not reach Kafka"),
+        "{err}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "took {elapsed:?} with a 2 s timeout"
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn get<'a>(t: &'a toml::Table, section: &str, key: &str) -> &'a toml::Value {
 fn defaults_apply_without_a_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let t = show(&mut factorypal(dir.path()));
-    assert_eq!(get(&t, "kafka", "bootstrap").as_str(), Some("127.0.0.1:9092"));
+    assert_eq!(
+        get(&t, "kafka", "bootstrap").as_str(),
+        Some("127.0.0.1:9092")
+    );
     assert_eq!(get(&t, "kafka", "timeout").as_float(), Some(10.0));
     assert_eq!(get(&t, "api", "bind").as_str(), Some("0.0.0.0:5000"));
     assert_eq!(get(&t, "api", "delay").as_float(), Some(0.1));
@@ -53,7 +56,11 @@ fn file_then_env_then_flag_each_override_the_one_before() {
     assert_eq!(get(&t, "kafka", "bootstrap").as_str(), Some("env:2"));
     assert_eq!(get(&t, "api", "bind").as_str(), Some("127.0.0.1:6000"));
     assert_eq!(get(&t, "admin", "partitions").as_integer(), Some(5));
-    assert_eq!(get(&t, "api", "delay").as_float(), Some(0.5), "untouched keys keep the file's value");
+    assert_eq!(
+        get(&t, "api", "delay").as_float(),
+        Some(0.5),
+        "untouched keys keep the file's value"
+    );
 
     // Flag over env.
     let t = show(
@@ -134,7 +141,11 @@ fn the_shipped_config_file_matches_the_defaults() {
     // config/default.toml documents every key; it must load and agree with the built-in values.
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    let from_file = show(factorypal(repo).arg("--config").arg(repo.join("config/default.toml")));
+    let from_file = show(
+        factorypal(repo)
+            .arg("--config")
+            .arg(repo.join("config/default.toml")),
+    );
     let built_in = show(&mut factorypal(dir.path()));
     assert_eq!(from_file, built_in);
 }

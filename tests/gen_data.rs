@@ -10,7 +10,11 @@ use factorypal::gen_data::{PLANTED, production_rate};
 use serde_json::Value;
 
 fn generate(dir: &std::path::Path, args: &[&str]) -> (Vec<Value>, Vec<Value>) {
-    let out = factorypal(dir).args(["gen-data", "--out", "out"]).args(args).output().unwrap();
+    let out = factorypal(dir)
+        .args(["gen-data", "--out", "out"])
+        .args(args)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let read = |name: &str| -> Vec<Value> {
         serde_json::from_slice(&std::fs::read(dir.join("out").join(name)).unwrap()).unwrap()
@@ -26,7 +30,8 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     generate(a.path(), &["--seed", "7", "--metrics", "3000"]);
     generate(b.path(), &["--seed", "7", "--metrics", "3000"]);
     generate(c.path(), &["--seed", "8", "--metrics", "3000"]);
-    let bytes = |d: &tempfile::TempDir, f: &str| std::fs::read(d.path().join("out").join(f)).unwrap();
+    let bytes =
+        |d: &tempfile::TempDir, f: &str| std::fs::read(d.path().join("out").join(f)).unwrap();
     for file in ["metrics.json", "workorder.json"] {
         assert_eq!(bytes(&a, file), bytes(&b, file), "{file}");
         assert_ne!(bytes(&a, file), bytes(&c, file), "{file}");
@@ -53,7 +58,10 @@ fn default_output_has_the_plants_shape() {
     }
     let span_days = (times.iter().max().unwrap() - times.iter().min().unwrap()) as f64 / 86_400.0;
     assert!((16.0..17.5).contains(&span_days), "span {span_days} days");
-    assert!(times.windows(2).any(|w| w[0] > w[1]), "metrics must not be in time order");
+    assert!(
+        times.windows(2).any(|w| w[0] > w[1]),
+        "metrics must not be in time order"
+    );
     let gaps: HashSet<i64> = {
         let mut sorted = times.clone();
         sorted.sort();
@@ -66,7 +74,12 @@ fn default_output_has_the_plants_shape() {
         let series: Vec<(i64, f64)> = workorders
             .iter()
             .filter(|w| w["product"].as_i64() == Some(product))
-            .map(|w| (w["time"].as_i64().unwrap(), w["production"].as_f64().unwrap()))
+            .map(|w| {
+                (
+                    w["time"].as_i64().unwrap(),
+                    w["production"].as_f64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(series.len(), 288);
         for w in series.windows(2) {
@@ -106,7 +119,10 @@ fn planted_metric_ids_follow_their_products_production_rate() {
             if ids.contains(&id) {
                 assert!(r > 0.9, "planted id {id} vs product {product}: r = {r}");
             } else if !PLANTED.iter().flatten().any(|&p| p == id) {
-                assert!(r.abs() < 0.5, "unrelated id {id} vs product {product}: r = {r}");
+                assert!(
+                    r.abs() < 0.5,
+                    "unrelated id {id} vs product {product}: r = {r}"
+                );
             }
         }
     }

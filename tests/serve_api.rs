@@ -23,7 +23,10 @@ fn data_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 /// Starts the real server on 127.0.0.1:0; returns its address and the token that stops it.
-async fn start(dir: &Path, delay: Duration) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+async fn start(
+    dir: &Path,
+    delay: Duration,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
     let catalog = Catalog::new(load_dir(dir).unwrap(), delay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -63,7 +66,10 @@ async fn offset_and_limit_select_a_window_of_the_sorted_order() {
     let dir = data_dir(&[("metrics.json", METRICS)]);
     let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
     let window = |q: &'static str| async move { ndjson(&http_get_body(addr, q).await.2) };
-    assert_eq!(ids(&window("/stream_data_metrics?offset=1&limit=2").await), [4, 3]);
+    assert_eq!(
+        ids(&window("/stream_data_metrics?offset=1&limit=2").await),
+        [4, 3]
+    );
     assert_eq!(ids(&window("/stream_data_metrics?offset=3").await), [1, 5]);
     assert_eq!(ids(&window("/stream_data_metrics?limit=1").await), [2]);
     assert!(window("/stream_data_metrics?offset=5").await.is_empty());
@@ -75,12 +81,24 @@ async fn offset_and_limit_select_a_window_of_the_sorted_order() {
 async fn bad_query_values_are_400_with_a_json_error() {
     let dir = data_dir(&[("metrics.json", METRICS)]);
     let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
-    for query in ["offset=-1", "offset=abc", "offset=6", "limit=x", "delay=-0.5", "delay=soon", "ofset=1"] {
-        let (status, content_type, body) = http_get_body(addr, &format!("/stream_data_metrics?{query}")).await;
+    for query in [
+        "offset=-1",
+        "offset=abc",
+        "offset=6",
+        "limit=x",
+        "delay=-0.5",
+        "delay=soon",
+        "ofset=1",
+    ] {
+        let (status, content_type, body) =
+            http_get_body(addr, &format!("/stream_data_metrics?{query}")).await;
         assert_eq!(status, 400, "{query}");
         assert_eq!(content_type, "application/json");
         let error: Value = serde_json::from_slice(&body).unwrap();
-        assert!(error["error"].as_str().unwrap().len() > 10, "{query}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().len() > 10,
+            "{query}: {error}"
+        );
     }
     shutdown.cancel();
 }
@@ -104,7 +122,10 @@ async fn delay_spaces_records_and_the_query_overrides_it() {
     }
     assert_eq!(arrivals.len(), 5);
     for pair in arrivals.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(140), "gap too short: {arrivals:?}");
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(140),
+            "gap too short: {arrivals:?}"
+        );
     }
 
     // delay=0 in the query on a server whose default would take 4 × 2 s.
@@ -112,12 +133,19 @@ async fn delay_spaces_records_and_the_query_overrides_it() {
     let started = Instant::now();
     let records = ndjson(&http_get_body(slow, "/stream_data_metrics?delay=0").await.2);
     assert_eq!(records.len(), 5);
-    assert!(started.elapsed() < Duration::from_secs(4), "delay=0 still waited");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "delay=0 still waited"
+    );
     slow_shutdown.cancel();
 
     // A larger per-request delay.
     let started = Instant::now();
-    let records = ndjson(&http_get_body(addr, "/stream_data_metrics?limit=3&delay=0.3").await.2);
+    let records = ndjson(
+        &http_get_body(addr, "/stream_data_metrics?limit=3&delay=0.3")
+            .await
+            .2,
+    );
     assert_eq!(records.len(), 3);
     assert!(started.elapsed() >= Duration::from_millis(590));
     shutdown.cancel();
@@ -125,14 +153,27 @@ async fn delay_spaces_records_and_the_query_overrides_it() {
 
 #[tokio::test]
 async fn fifty_concurrent_clients_each_get_the_whole_stream() {
-    let records: Vec<Value> = (0..2000).rev().map(|i| json!({"id": i % 20, "val": i, "time": i})).collect();
+    let records: Vec<Value> = (0..2000)
+        .rev()
+        .map(|i| json!({"id": i % 20, "val": i, "time": i}))
+        .collect();
     let text = serde_json::to_string(&records).unwrap();
-    let dir = data_dir(&[("metrics.json", &text), ("workorder.json", r#"[{"time":1,"product":0,"production":1.0}]"#)]);
+    let dir = data_dir(&[
+        ("metrics.json", &text),
+        (
+            "workorder.json",
+            r#"[{"time":1,"product":0,"production":1.0}]"#,
+        ),
+    ]);
     let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
     let clients: Vec<_> = (0..50)
         .map(|i| {
             tokio::spawn(async move {
-                let path = if i % 10 == 0 { "/stream_data_workorder" } else { "/stream_data_metrics" };
+                let path = if i % 10 == 0 {
+                    "/stream_data_workorder"
+                } else {
+                    "/stream_data_metrics"
+                };
                 (path, ndjson(&http_get_body(addr, path).await.2))
             })
         })
@@ -155,7 +196,8 @@ async fn a_client_that_disconnects_stops_only_its_own_stream() {
     let (addr, shutdown, _) = start(dir.path(), Duration::from_millis(100)).await;
     let mut quitter = http_get(addr, "/stream_data_metrics").await.into_body();
     quitter.frame().await.unwrap().unwrap();
-    let stayer = tokio::spawn(async move { ndjson(&http_get_body(addr, "/stream_data_metrics").await.2) });
+    let stayer =
+        tokio::spawn(async move { ndjson(&http_get_body(addr, "/stream_data_metrics").await.2) });
     drop(quitter);
     assert_eq!(ids(&stayer.await.unwrap()), [2, 4, 3, 1, 5]);
     shutdown.cancel();
@@ -163,7 +205,10 @@ async fn a_client_that_disconnects_stops_only_its_own_stream() {
 
 #[tokio::test]
 async fn root_lists_endpoints_healthz_answers_unknown_paths_are_404() {
-    let dir = data_dir(&[("metrics.json", METRICS), ("workorder.json", r#"[{"time":1}]"#)]);
+    let dir = data_dir(&[
+        ("metrics.json", METRICS),
+        ("workorder.json", r#"[{"time":1}]"#),
+    ]);
     let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
 
     let (status, _, body) = http_get_body(addr, "/").await;
@@ -183,7 +228,10 @@ async fn root_lists_endpoints_healthz_answers_unknown_paths_are_404() {
     assert_eq!(status, 404);
     assert_eq!(content_type, "application/json");
     let error: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(error["endpoints"], json!(["/stream_data_metrics", "/stream_data_workorder"]));
+    assert_eq!(
+        error["endpoints"],
+        json!(["/stream_data_metrics", "/stream_data_workorder"])
+    );
     shutdown.cancel();
 }
 
@@ -195,9 +243,14 @@ async fn shutdown_ends_open_streams_and_returns() {
     body.frame().await.unwrap().unwrap(); // the first record; the next would come in 5 s
     shutdown.cancel();
     // The stream ends cleanly (no more data, no hang) and the server task returns.
-    let rest = tokio::time::timeout(Duration::from_secs(3), body.collect()).await.expect("stream ended");
+    let rest = tokio::time::timeout(Duration::from_secs(3), body.collect())
+        .await
+        .expect("stream ended");
     assert!(rest.unwrap().to_bytes().is_empty());
-    tokio::time::timeout(Duration::from_secs(3), task).await.expect("server returned").unwrap();
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .expect("server returned")
+        .unwrap();
 }
 
 /// Runs the binary on `dir` expecting it to refuse to start with exit 2 and `needles` in stderr.
@@ -218,26 +271,49 @@ fn expect_refusal(dir: &Path, needles: &[&str]) {
 
 #[test]
 fn bad_data_refuses_to_start_naming_the_file_and_the_problem() {
-    let invalid = data_dir(&[("good.json", METRICS), ("metrics.json", "[\n  {\"time\": 1},\n  {\"time\": 2,\n]")]);
-    expect_refusal(invalid.path(), &["metrics.json", "not valid JSON", "line 4", "column 1"]);
+    let invalid = data_dir(&[
+        ("good.json", METRICS),
+        ("metrics.json", "[\n  {\"time\": 1},\n  {\"time\": 2,\n]"),
+    ]);
+    expect_refusal(
+        invalid.path(),
+        &["metrics.json", "not valid JSON", "line 4", "column 1"],
+    );
 
     let not_array = data_dir(&[("metrics.json", r#"{"time": 1}"#)]);
     expect_refusal(not_array.path(), &["metrics.json", "array", "an object"]);
 
     let not_object = data_dir(&[("metrics.json", r#"[{"time": 1}, 42]"#)]);
-    expect_refusal(not_object.path(), &["metrics.json", "element 1", "not a JSON object"]);
+    expect_refusal(
+        not_object.path(),
+        &["metrics.json", "element 1", "not a JSON object"],
+    );
 
     let missing_time = data_dir(&[("metrics.json", r#"[{"time": 1}, {"time": 2}, {"id": 3}]"#)]);
-    expect_refusal(missing_time.path(), &["metrics.json", "element 2", "no `time`"]);
+    expect_refusal(
+        missing_time.path(),
+        &["metrics.json", "element 2", "no `time`"],
+    );
 
     let text_time = data_dir(&[("metrics.json", r#"[{"time": "yesterday"}]"#)]);
-    expect_refusal(text_time.path(), &["metrics.json", "element 0", "non-numeric `time`", "yesterday"]);
+    expect_refusal(
+        text_time.path(),
+        &[
+            "metrics.json",
+            "element 0",
+            "non-numeric `time`",
+            "yesterday",
+        ],
+    );
 
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("notes.txt"), "not data").unwrap();
     expect_refusal(empty.path(), &["no *.json files", "gen-data"]);
 
-    expect_refusal(&empty.path().join("missing"), &["does not exist", "--data-dir"]);
+    expect_refusal(
+        &empty.path().join("missing"),
+        &["does not exist", "--data-dir"],
+    );
 }
 
 #[test]
@@ -254,14 +330,23 @@ fn sigterm_stops_the_binary_with_exit_0() {
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let line = lines.next().expect("serve-api exited before serving").unwrap();
+        let line = lines
+            .next()
+            .expect("serve-api exited before serving")
+            .unwrap();
         if line.contains("serving") {
             break;
         }
         assert!(Instant::now() < deadline, "serve-api did not start");
     }
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

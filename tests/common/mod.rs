@@ -31,7 +31,11 @@ pub fn bootstrap() -> String {
 /// A topic name no other test (or earlier run against the same broker) uses.
 pub fn unique_topic(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
     format!(
         "{prefix}-{}-{nanos}-{}",
         std::process::id(),
@@ -99,7 +103,9 @@ pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> hyper::Response
             .unwrap();
         sender.send_request(req).await.expect("request")
     };
-    tokio::time::timeout(TEST_TIMEOUT, fut).await.expect("GET timed out")
+    tokio::time::timeout(TEST_TIMEOUT, fut)
+        .await
+        .expect("GET timed out")
 }
 
 /// A GET whose whole body is read: (status, content type, body).
@@ -121,7 +127,10 @@ pub async fn http_get_body(addr: SocketAddr, path_and_query: &str) -> (u16, Stri
 
 /// The NDJSON lines of a body, each parsed.
 pub fn ndjson(body: &[u8]) -> Vec<serde_json::Value> {
-    assert!(body.is_empty() || body.ends_with(b"\n"), "NDJSON must end in a newline");
+    assert!(
+        body.is_empty() || body.ends_with(b"\n"),
+        "NDJSON must end in a newline"
+    );
     body.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).expect("each line is JSON"))
