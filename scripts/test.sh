@@ -10,6 +10,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
+# kcat (librdkafka) is the tests' independent Kafka client: it reads back what we wrote and
+# produces with the Java client's partitioner for comparison.
+if ! command -v kcat >/dev/null 2>&1; then
+  log "installing kcat (Debian package)"
+  sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kcat >&2
+fi
+
 # Build first so a compile error shows before any broker starts.
 log "building"
 cargo build --locked --all-targets

@@ -41,6 +41,11 @@ pub enum Command {
     /// Create, delete, list and describe Kafka topics.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Read API streams and write every record to its Kafka topic.
+    #[command(
+        after_help = "Examples:\n  factorypal produce metrics workorder\n  factorypal produce --all --api-url http://127.0.0.1:5000 --create-topics\n  factorypal produce metrics --resume   # after a crash: no gaps, no duplicates"
+    )]
+    Produce(ProduceArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
     #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
     GenData(GenDataArgs),
@@ -60,6 +65,30 @@ pub struct ServeApiArgs {
     /// Seconds between records (`api.delay`); 0 streams as fast as the client reads.
     #[arg(long, value_name = "SECS")]
     pub delay: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Sources to produce, by name (the `[[producer.sources]]` tables of the config).
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        value_name = "SOURCE"
+    )]
+    pub sources: Vec<String>,
+    /// Produce every configured source.
+    #[arg(long)]
+    pub all: bool,
+    /// Base URL for sources given as a path (`producer.api_url`).
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Create missing topics with the [admin] defaults instead of failing.
+    #[arg(long)]
+    pub create_topics: bool,
+    /// Continue after the records of each source already in its topic (no gaps, no
+    /// duplicates after a crash) instead of starting the stream from its beginning.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +173,7 @@ impl Cli {
                 );
                 sources.set_opt("api.delay", args.delay);
             }
+            Command::Produce(args) => sources.set_opt("producer.api_url", args.api_url.clone()),
             Command::Admin(AdminCommand::CreateTopic {
                 partitions,
                 replication_factor,

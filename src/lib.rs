@@ -11,13 +11,19 @@
 //! * [`api`]: `serve-api`, the stand-in for the machines; knows nothing of Kafka.
 //! * [`kafka`]: client building with timeouts, topic-name rules, metadata.
 //! * [`admin`]: `admin` topic management on top of [`kafka`].
+//! * [`produce`]: API streams → Kafka, keyed like the Java client, resumable.
+//! * [`backoff`]: retry timing (exponential, jittered, with a deadline).
+//! * [`json`]: JSON compaction shared by the API and the producer.
 //! * [`gen_data`]: deterministic sample data with planted, documented correlations.
 //! * [`shutdown`]: SIGINT/SIGTERM → a cancellation token.
 
 pub mod admin;
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod gen_data;
+pub mod json;
 pub mod kafka;
+pub mod produce;
 pub mod settings;
 pub mod shutdown;

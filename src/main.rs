@@ -1,6 +1,7 @@
 //! Parses the command line, sets up logging, loads the settings, dispatches to a subcommand and
 //! maps errors to exit codes: 0 ok, 1 the operation failed, 2 bad usage (flags, config, input).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -8,6 +9,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use factorypal::cli::{Cli, Command, ConfigCommand};
+use factorypal::produce::{self, ProduceError, ProduceOptions};
 use factorypal::settings::{Settings, SettingsError};
 use factorypal::{admin, api, gen_data, kafka, shutdown};
 
@@ -30,6 +32,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match &cli.command {
             Command::ServeApi(_) => api::run(&settings.api, shutdown::install()).await,
             Command::Admin(command) => Ok(admin::run(&settings, command).await?),
+            Command::Produce(args) => {
+                let options = ProduceOptions {
+                    sources: args.sources.clone(),
+                    all: args.all,
+                    create_topics: args.create_topics,
+                    resume: args.resume,
+                };
+                produce::run(&settings, &options, shutdown::install()).await?;
+                Ok(())
+            }
             Command::GenData(args) => {
                 let written =
                     gen_data::generate(&args.out, args.seed, args.metrics, args.workorders)?;
@@ -56,6 +68,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         e.is::<SettingsError>()
             || e.is::<api::DataError>()
             || matches!(e.downcast_ref(), Some(InvalidTopicName { .. }))
+            || e.downcast_ref::<ProduceError>().is_some_and(ProduceError::is_usage)
             // `AdminError::Kafka` is transparent, so its inner error is not in the chain.
             || matches!(
                 e.downcast_ref(),
@@ -77,6 +90,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

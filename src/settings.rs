@@ -26,6 +26,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub api: ApiSettings,
     pub admin: AdminSettings,
+    pub producer: ProducerSettings,
 }
 
 /// How to reach the Kafka cluster.
@@ -102,6 +103,124 @@ impl Default for AdminSettings {
             replication_factor: 1,
         }
     }
+}
+
+/// `produce`: where the streams come from and how they are written to Kafka.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerSettings {
+    /// Base URL for sources that give a `path` rather than a full `url`.
+    pub api_url: String,
+    /// `skip`: count, log and skip a bad record; `fail`: stop at the first one.
+    pub on_bad_record: BadRecordPolicy,
+    /// Codec for record batches.
+    pub compression: CompressionCodec,
+    /// Seconds a partition's batch waits for more records before it is sent.
+    pub linger: f64,
+    /// A batch is sent once its records add up to this many bytes (uncompressed). Must stay
+    /// under the broker's `message.max.bytes` (1 MiB by default).
+    pub batch_max_bytes: usize,
+    /// Records read but not yet acknowledged, per source. Bounds memory, and bounds how far
+    /// back `--resume` has to look.
+    pub max_pending_records: usize,
+    /// First retry delay in seconds; doubles (with jitter) up to `retry_max_backoff`.
+    pub retry_initial_backoff: f64,
+    pub retry_max_backoff: f64,
+    /// Seconds of failed retries (broker or API) after which the producer gives up.
+    pub retry_deadline: f64,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    pub progress_interval: f64,
+    /// Seconds without a byte from the API (or to connect) before the producer treats the
+    /// connection as dead and reconnects. Keep it above the API's delay between records.
+    pub api_idle_timeout: f64,
+    /// The streams `produce` knows; a new stream is a new table here, not code.
+    pub sources: Vec<SourceSettings>,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "http://127.0.0.1:5000".into(),
+            on_bad_record: BadRecordPolicy::Skip,
+            compression: CompressionCodec::Lz4,
+            linger: 0.005,
+            batch_max_bytes: 512 * 1024,
+            max_pending_records: 100_000,
+            retry_initial_backoff: 0.1,
+            retry_max_backoff: 5.0,
+            retry_deadline: 120.0,
+            progress_interval: 10.0,
+            api_idle_timeout: 60.0,
+            sources: vec![
+                SourceSettings {
+                    name: "metrics".into(),
+                    path: Some("/stream_data_metrics".into()),
+                    url: None,
+                    topic: "metrics".into(),
+                    key: Some("id".into()),
+                },
+                SourceSettings {
+                    name: "workorder".into(),
+                    path: Some("/stream_data_workorder".into()),
+                    url: None,
+                    topic: "workorder".into(),
+                    key: Some("product".into()),
+                },
+            ],
+        }
+    }
+}
+
+impl ProducerSettings {
+    pub fn linger(&self) -> Duration {
+        Duration::from_secs_f64(self.linger)
+    }
+
+    pub fn retry_policy(&self) -> crate::backoff::RetryPolicy {
+        crate::backoff::RetryPolicy {
+            initial: Duration::from_secs_f64(self.retry_initial_backoff),
+            max: Duration::from_secs_f64(self.retry_max_backoff),
+            deadline: Duration::from_secs_f64(self.retry_deadline),
+        }
+    }
+
+    pub fn api_idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.api_idle_timeout)
+    }
+}
+
+/// One stream: `factorypal produce NAME` reads it and writes every record to `topic`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    pub name: String,
+    /// Path under `producer.api_url`, e.g. `/stream_data_metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Full URL instead of `path`, e.g. `http://gateway:8000/line3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub topic: String,
+    /// JSON field whose value becomes the record key; none means unkeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadRecordPolicy {
+    Skip,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionCodec {
+    None,
+    Gzip,
+    Lz4,
+    Snappy,
+    Zstd,
 }
 
 /// Why the settings could not be loaded. Every variant is a usage error (exit code 2).
@@ -281,12 +400,72 @@ impl Settings {
                 expected: "a partition count of at least 1",
             });
         }
+        self.validate_producer()?;
         if self.admin.replication_factor < 1 {
             return Err(SettingsError::Invalid {
                 key: "admin.replication_factor",
                 value: self.admin.replication_factor.to_string(),
                 expected: "a replication factor of at least 1",
             });
+        }
+        Ok(())
+    }
+
+    fn validate_producer(&self) -> Result<(), SettingsError> {
+        let p = &self.producer;
+        fn positive(key: &'static str, v: f64) -> Result<(), SettingsError> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(SettingsError::Invalid {
+                    key,
+                    value: v.to_string(),
+                    expected: "a number of seconds above 0",
+                })
+            }
+        }
+        if !(0.0..=60.0).contains(&p.linger) {
+            return Err(SettingsError::Invalid {
+                key: "producer.linger",
+                value: p.linger.to_string(),
+                expected: "seconds from 0 to 60",
+            });
+        }
+        positive("producer.retry_initial_backoff", p.retry_initial_backoff)?;
+        positive("producer.retry_max_backoff", p.retry_max_backoff)?;
+        positive("producer.retry_deadline", p.retry_deadline)?;
+        positive("producer.progress_interval", p.progress_interval)?;
+        positive("producer.api_idle_timeout", p.api_idle_timeout)?;
+        if p.batch_max_bytes < 1024 {
+            return Err(SettingsError::Invalid {
+                key: "producer.batch_max_bytes",
+                value: p.batch_max_bytes.to_string(),
+                expected: "at least 1024 bytes",
+            });
+        }
+        if p.max_pending_records < 1 {
+            return Err(SettingsError::Invalid {
+                key: "producer.max_pending_records",
+                value: p.max_pending_records.to_string(),
+                expected: "at least 1",
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for source in &p.sources {
+            if source.name.is_empty() || !names.insert(source.name.as_str()) {
+                return Err(SettingsError::Invalid {
+                    key: "producer.sources",
+                    value: format!("{:?}", source.name),
+                    expected: "a non-empty name, different for every source",
+                });
+            }
+            if source.path.is_some() == source.url.is_some() {
+                return Err(SettingsError::Invalid {
+                    key: "producer.sources",
+                    value: format!("source {:?}", source.name),
+                    expected: "exactly one of `path` and `url`",
+                });
+            }
         }
         Ok(())
     }

@@ -236,17 +236,21 @@ async fn root_lists_endpoints_healthz_answers_unknown_paths_are_404() {
 }
 
 #[tokio::test]
-async fn shutdown_ends_open_streams_and_returns() {
+async fn shutdown_cuts_open_streams_so_clients_see_them_incomplete() {
     let dir = data_dir(&[("metrics.json", METRICS)]);
     let (addr, shutdown, task) = start(dir.path(), Duration::from_secs(5)).await;
     let mut body = http_get(addr, "/stream_data_metrics").await.into_body();
     body.frame().await.unwrap().unwrap(); // the first record; the next would come in 5 s
     shutdown.cancel();
-    // The stream ends cleanly (no more data, no hang) and the server task returns.
+    // The stream ends at once, as an error: a client must not mistake a shutdown for the end
+    // of the data. The server task returns.
     let rest = tokio::time::timeout(Duration::from_secs(3), body.collect())
         .await
         .expect("stream ended");
-    assert!(rest.unwrap().to_bytes().is_empty());
+    assert!(
+        rest.is_err(),
+        "a stream cut by shutdown must not look complete"
+    );
     tokio::time::timeout(Duration::from_secs(3), task)
         .await
         .expect("server returned")

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use crate::json::compact_into;
+
 /// Why the data dir cannot be served. Each one names the file and what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -192,29 +194,6 @@ fn record_time(path: &Path, index: usize, raw: &RawValue) -> Result<f64, DataErr
         index,
         value: time.get().to_string(),
     })
-}
-
-/// Copies one JSON value without the insignificant whitespace (outside strings).
-fn compact_into(json: &[u8], out: &mut Vec<u8>) {
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            if b == b'"' {
-                in_string = true;
-            }
-            out.push(b);
-        }
-    }
 }
 
 /// Loads every `*.json` file of `dir`, sorted by name.

@@ -35,7 +35,10 @@ const MAX_DELAY_SECS: f64 = 3600.0;
 
 pub const STREAM_PREFIX: &str = "/stream_data_";
 
-type Body = BoxBody<Bytes, Infallible>;
+/// A stream body fails (rather than ends) when the server shuts down mid-stream: the client
+/// then sees a truncated response and knows to reconnect, instead of mistaking the shutdown
+/// for the end of the data.
+type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The served files and the default delay.
 #[derive(Debug, Clone)]
@@ -237,9 +240,12 @@ struct StreamState {
 }
 
 impl StreamState {
-    async fn next_chunk(mut self) -> Option<(Result<Frame<Bytes>, Infallible>, Self)> {
-        if self.next >= self.params.to || self.shutdown.is_cancelled() {
+    async fn next_chunk(mut self) -> Option<(Result<Frame<Bytes>, std::io::Error>, Self)> {
+        if self.next >= self.params.to {
             return None;
+        }
+        if self.shutdown.is_cancelled() {
+            return Some((Err(shutting_down()), self));
         }
         let chunk = if self.params.delay.is_zero() {
             let end = self
@@ -252,7 +258,7 @@ impl StreamState {
             if self.next > self.params.from {
                 tokio::select! {
                     _ = tokio::time::sleep(self.params.delay) => {}
-                    _ = self.shutdown.cancelled() => return None,
+                    _ = self.shutdown.cancelled() => return Some((Err(shutting_down()), self)),
                 }
             }
             let line = self.dataset.line(self.next);
@@ -261,6 +267,10 @@ impl StreamState {
         };
         Some((Ok(Frame::data(chunk)), self))
     }
+}
+
+fn shutting_down() -> std::io::Error {
+    std::io::Error::other("serve-api is shutting down")
 }
 
 fn stream_response(
@@ -289,7 +299,11 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(text)).boxed())
+        .body(
+            Full::new(Bytes::from(text))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .expect("valid response")
 }
 

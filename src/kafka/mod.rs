@@ -2,6 +2,7 @@
 //! within the configured timeout, topic-name rules, and the metadata rskafka does not expose.
 
 pub mod metadata;
+pub mod partitioner;
 
 use std::future::Future;
 use std::time::Duration;

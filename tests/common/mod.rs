@@ -64,28 +64,32 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Runs `cmd`, killing it if it takes longer than `limit`.
+/// Runs `cmd`, killing it if it takes longer than `limit`. Output is drained while it runs, so
+/// a chatty command cannot block on a full pipe.
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     use std::process::Stdio;
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn factorypal");
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+        .expect("spawn command");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.expect("wait for command"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            let out = rx.recv().expect("killed command reaps").expect("output");
             panic!(
                 "command did not finish within {limit:?}; stderr: {}",
                 stderr(&out)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -134,5 +138,105 @@ pub fn ndjson(body: &[u8]) -> Vec<serde_json::Value> {
     body.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// Starts the real `serve-api` server in-process on 127.0.0.1:0 over `dir`.
+pub async fn start_api(
+    dir: &Path,
+    delay: Duration,
+) -> (
+    SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    use factorypal::api::{Catalog, load_dir, serve};
+    let catalog = Catalog::new(load_dir(dir).unwrap(), delay);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(serve(listener, catalog, shutdown.clone()));
+    (addr, shutdown, task)
+}
+
+/// A port that was free a moment ago (for servers that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One record as `kcat -J` (an independent client, librdkafka) reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KcatRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub payload: String,
+}
+
+impl KcatRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn source_offset(&self) -> u64 {
+        self.header("source-offset")
+            .expect("source-offset header")
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Every record of `topic`, read with kcat from the beginning to the end of each partition.
+pub fn kcat_read(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
+    let out = run_with_timeout(
+        Command::new("kcat").args([
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-J",
+            "-q",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "kcat failed: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("kcat -J line");
+            let headers = v["headers"]
+                .as_array()
+                .map(|h| {
+                    h.chunks(2)
+                        .map(|kv| {
+                            (
+                                kv[0].as_str().unwrap().to_string(),
+                                kv[1].as_str().unwrap_or_default().to_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            KcatRecord {
+                partition: v["partition"].as_i64().unwrap() as i32,
+                offset: v["offset"].as_i64().unwrap(),
+                key: v["key"].as_str().map(String::from),
+                headers,
+                payload: v["payload"].as_str().expect("payload").to_string(),
+            }
+        })
         .collect()
 }

@@ -1,0 +1,270 @@
+//! One API line → one Kafka record: validated, keyed and placed on its partition exactly as the
+//! Java client would place it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+use rskafka::chrono::{DateTime, Utc};
+use rskafka::record::Record;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::json::compact_into;
+use crate::kafka::partitioner::partition_for_key;
+
+/// Header naming the source a record came from.
+pub const HEADER_SOURCE: &str = "source";
+/// Header with the record's 0-based position in the API stream (decimal text).
+pub const HEADER_SOURCE_OFFSET: &str = "source-offset";
+
+/// Why a line cannot become a record. The line is skipped (or stops the producer in `fail`
+/// mode); it never reaches Kafka.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadRecord {
+    #[error("not valid JSON ({0})")]
+    NotJson(String),
+    #[error("not a JSON object")]
+    NotObject,
+    #[error("no key field `{0}`")]
+    MissingKey(String),
+    #[error("key field `{field}` is {found}; a key must be a string, number or boolean")]
+    BadKey { field: String, found: &'static str },
+}
+
+/// A record ready for its partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// Position in the API stream.
+    pub offset: u64,
+    pub partition: i32,
+    pub key: Option<Bytes>,
+    /// The JSON object, compact.
+    pub value: Bytes,
+}
+
+/// Per-record bytes beyond key and value in a batch (varints, headers, attributes), for sizing
+/// batches; an estimate on the high side.
+const RECORD_OVERHEAD: usize = 64;
+
+impl Prepared {
+    pub fn approximate_size(&self) -> usize {
+        self.value.len() + self.key.as_ref().map_or(0, Bytes::len) + RECORD_OVERHEAD
+    }
+
+    pub fn to_record(&self, source_name: &str, timestamp: DateTime<Utc>) -> Record {
+        let mut headers = BTreeMap::new();
+        headers.insert(HEADER_SOURCE.to_string(), source_name.as_bytes().to_vec());
+        headers.insert(
+            HEADER_SOURCE_OFFSET.to_string(),
+            self.offset.to_string().into_bytes(),
+        );
+        Record {
+            key: self.key.as_ref().map(|k| k.to_vec()),
+            value: Some(self.value.to_vec()),
+            headers,
+            timestamp,
+        }
+    }
+}
+
+/// Turns lines of one source into records for a topic with `partitions` partitions.
+#[derive(Debug, Clone)]
+pub struct RecordShaper {
+    key_field: Option<String>,
+    partitions: i32,
+}
+
+impl RecordShaper {
+    pub fn new(key_field: Option<String>, partitions: i32) -> Self {
+        assert!(partitions > 0, "a topic has at least one partition");
+        Self {
+            key_field,
+            partitions,
+        }
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Keyed records go where murmur2 says; unkeyed ones round-robin by stream offset, which
+    /// spreads them evenly and keeps placement reproducible for `--resume`.
+    pub fn shape(&self, offset: u64, line: &[u8]) -> Result<Prepared, BadRecord> {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let found = FindKey {
+            field: self.key_field.as_deref(),
+        }
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => BadRecord::NotObject,
+            _ => BadRecord::NotJson(e.to_string()),
+        })?;
+
+        let key = match &self.key_field {
+            None => None,
+            Some(field) => {
+                let raw = found.ok_or_else(|| BadRecord::MissingKey(field.clone()))?;
+                Some(key_text(field, raw)?)
+            }
+        };
+        let partition = match &key {
+            Some(key) => partition_for_key(key, self.partitions),
+            None => (offset % self.partitions as u64) as i32,
+        };
+        let mut value = Vec::with_capacity(line.len());
+        compact_into(line, &mut value);
+        Ok(Prepared {
+            offset,
+            partition,
+            key,
+            value: Bytes::from(value),
+        })
+    }
+}
+
+/// The key as text: strings without quotes (unescaped), numbers and booleans as written.
+fn key_text(field: &str, raw: &RawValue) -> Result<Bytes, BadRecord> {
+    let text = raw.get();
+    let bad = |found| BadRecord::BadKey {
+        field: field.to_string(),
+        found,
+    };
+    match text.as_bytes()[0] {
+        b'"' => {
+            let s: String = serde_json::from_str(text).map_err(|_| bad("an invalid string"))?;
+            Ok(Bytes::from(s))
+        }
+        b'{' => Err(bad("an object")),
+        b'[' => Err(bad("an array")),
+        b'n' => Err(bad("null")),
+        _ => Ok(Bytes::copy_from_slice(text.as_bytes())),
+    }
+}
+
+/// Walks one JSON object, keeping only the raw value of `field`; everything else is skipped
+/// without being built. Anything but an object is a data error.
+struct FindKey<'f> {
+    field: Option<&'f str>,
+}
+
+impl<'de> DeserializeSeed<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(is_key) = map.next_key_seed(KeyIs(self.field))? {
+            if is_key {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Compares an object key with the wanted field without allocating.
+struct KeyIs<'f>(Option<&'f str>);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(self.0 == Some(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(field: &str) -> RecordShaper {
+        RecordShaper::new(Some(field.into()), 3)
+    }
+
+    #[test]
+    fn keys_are_text_and_placed_by_murmur2() {
+        let p = keyed("id")
+            .shape(5, br#"{"id": 19, "val": 1.5, "time": 1}"#)
+            .unwrap();
+        assert_eq!(p.key.as_deref(), Some(&b"19"[..]));
+        assert_eq!(p.partition, 1); // the Java client's partition for "19" of 3
+        assert_eq!(p.value, &br#"{"id":19,"val":1.5,"time":1}"#[..]);
+        let p = keyed("name")
+            .shape(0, br#"{"name": "line \"3\""}"#)
+            .unwrap();
+        assert_eq!(p.key.as_deref(), Some(&b"line \"3\""[..]));
+        let p = keyed("ok").shape(0, br#"{"ok": true}"#).unwrap();
+        assert_eq!(p.key.as_deref(), Some(&b"true"[..]));
+    }
+
+    #[test]
+    fn unkeyed_records_round_robin_by_offset() {
+        let shaper = RecordShaper::new(None, 3);
+        let parts: Vec<i32> = (0..6)
+            .map(|o| shaper.shape(o, b"{\"a\":1}").unwrap().partition)
+            .collect();
+        assert_eq!(parts, [0, 1, 2, 0, 1, 2]);
+        assert!(shaper.shape(0, b"{}").unwrap().key.is_none());
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        let s = keyed("id");
+        assert!(matches!(
+            s.shape(0, b"{\"id\":1"),
+            Err(BadRecord::NotJson(_))
+        ));
+        assert!(matches!(
+            s.shape(0, b"not json"),
+            Err(BadRecord::NotJson(_))
+        ));
+        assert!(matches!(
+            s.shape(0, b"{\"id\":1} x"),
+            Err(BadRecord::NotJson(_))
+        ));
+        assert_eq!(s.shape(0, b"[1,2]"), Err(BadRecord::NotObject));
+        assert_eq!(s.shape(0, b"42"), Err(BadRecord::NotObject));
+        assert_eq!(
+            s.shape(0, b"{\"idx\":1}"),
+            Err(BadRecord::MissingKey("id".into()))
+        );
+        assert!(matches!(
+            s.shape(0, b"{\"id\":null}"),
+            Err(BadRecord::BadKey { found: "null", .. })
+        ));
+        assert!(matches!(
+            s.shape(0, b"{\"id\":[1]}"),
+            Err(BadRecord::BadKey {
+                found: "an array",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,297 @@
+//! Reads one NDJSON stream over HTTP, line by line with each line's 0-based offset, and when the
+//! connection drops, reconnects at `?offset=N` (the first line not yet read) with backoff.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty};
+use hyper::Uri;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::{Retry, RetryPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "source {source_name}: {url:?} is not a usable URL: {why} (expected http://HOST:PORT/PATH)"
+    )]
+    BadUrl {
+        source_name: String,
+        url: String,
+        why: String,
+    },
+    #[error(
+        "source {source_name}: {url} answered {status}: {body}; check the source's path/url in the config"
+    )]
+    Refused {
+        source_name: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error(
+        "source {source_name}: gave up on {url} after {attempts} attempts over {outage:?} (producer.retry_deadline): {last_error}; is the API running?"
+    )]
+    GaveUp {
+        source_name: String,
+        url: String,
+        attempts: u32,
+        outage: Duration,
+        last_error: String,
+    },
+}
+
+/// An `http://` URL split into what a connection needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamUrl {
+    /// `host:port`, for connecting and the `Host` header.
+    authority: String,
+    path: String,
+    /// The URL's own query, kept when `offset=` is added.
+    query: Option<String>,
+}
+
+impl StreamUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => return Err(format!("scheme {other} is not supported, only http")),
+            None => return Err("no scheme".into()),
+        }
+        let host = uri.host().ok_or("no host")?;
+        let port = uri.port_u16().unwrap_or(80);
+        Ok(Self {
+            authority: format!("{host}:{port}"),
+            path: uri.path().to_string(),
+            query: uri.query().map(String::from),
+        })
+    }
+
+    /// The request target starting at record `offset`.
+    pub fn target(&self, offset: u64) -> String {
+        match (&self.query, offset) {
+            (None, 0) => self.path.clone(),
+            (Some(q), 0) => format!("{}?{q}", self.path),
+            (None, n) => format!("{}?offset={n}", self.path),
+            (Some(q), n) => format!("{}?{q}&offset={n}", self.path),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.target(0))
+    }
+}
+
+/// One line of the stream, without its `\n`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub offset: u64,
+    pub bytes: Bytes,
+}
+
+/// The reading side of one source. `next_line` hides reconnects: it returns every line once,
+/// in order, or an error once the API has been unreachable for the retry deadline.
+pub struct NdjsonReader {
+    source_name: String,
+    url: StreamUrl,
+    next_offset: u64,
+    body: Option<Incoming>,
+    buf: BytesMut,
+    ended: bool,
+    retry: Retry,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+impl NdjsonReader {
+    pub fn new(
+        source_name: &str,
+        url: StreamUrl,
+        start_offset: u64,
+        retry: RetryPolicy,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            source_name: source_name.to_string(),
+            url,
+            next_offset: start_offset,
+            body: None,
+            buf: BytesMut::with_capacity(64 * 1024),
+            ended: false,
+            retry: Retry::new(retry),
+            idle_timeout,
+            shutdown,
+        }
+    }
+
+    /// The next line, `None` at the end of the stream or on shutdown.
+    pub async fn next_line(&mut self) -> Result<Option<Line>, SourceError> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line = self.buf.split_to(pos + 1).freeze().slice(..pos);
+                if let Some(line) = self.take(line) {
+                    return Ok(Some(line));
+                }
+                continue;
+            }
+            if self.ended {
+                // A clean end: a last line without its newline is still complete.
+                let rest = self.buf.split().freeze();
+                return Ok(self.take(rest));
+            }
+            if self.body.is_none() && !self.connect().await? {
+                return Ok(None);
+            }
+            let body = self.body.as_mut().expect("connected");
+            let frame = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(None),
+                frame = tokio::time::timeout(self.idle_timeout, body.frame()) => frame,
+            };
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                        self.retry.succeeded();
+                    }
+                }
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(error))) => self.dropped(&error.to_string()).await?,
+                Err(_) => {
+                    let why = format!(
+                        "no data for {:?} (producer.api_idle_timeout)",
+                        self.idle_timeout
+                    );
+                    self.dropped(&why).await?
+                }
+            }
+        }
+    }
+
+    /// Numbers a complete line; blank lines are keep-alives, not records.
+    fn take(&mut self, bytes: Bytes) -> Option<Line> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let offset = self.next_offset;
+        self.next_offset += 1;
+        Some(Line { offset, bytes })
+    }
+
+    /// The connection broke mid-stream: forget the partial line, wait, and reconnect at the
+    /// first line not yet returned.
+    async fn dropped(&mut self, why: &str) -> Result<(), SourceError> {
+        self.body = None;
+        self.buf.clear();
+        let wait = self.give_up_or_wait(why)?;
+        tracing::warn!(source = %self.source_name, offset = self.next_offset, error = %why, retry_in = ?wait, "API stream dropped; reconnecting");
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        Ok(())
+    }
+
+    fn give_up_or_wait(&mut self, why: &str) -> Result<Duration, SourceError> {
+        self.retry.failed().ok_or_else(|| SourceError::GaveUp {
+            source_name: self.source_name.clone(),
+            url: self.url.to_string(),
+            attempts: self.retry.attempts(),
+            outage: self.retry.outage(),
+            last_error: why.to_string(),
+        })
+    }
+
+    /// Opens the stream at `next_offset`, retrying until it answers 200; `false` on shutdown.
+    async fn connect(&mut self) -> Result<bool, SourceError> {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(false);
+            }
+            let target = self.url.target(self.next_offset);
+            let attempt = tokio::time::timeout(self.idle_timeout, self.request(&target)).await;
+            let error = match attempt {
+                Ok(Ok(response)) if response.status() == 200 => {
+                    self.body = Some(response.into_body());
+                    return Ok(true);
+                }
+                Ok(Ok(response)) if response.status().is_client_error() => {
+                    let status = response.status().as_u16();
+                    let body = read_small_body(response.into_body()).await;
+                    return Err(SourceError::Refused {
+                        source_name: self.source_name.clone(),
+                        url: format!("http://{}{target}", self.url.authority),
+                        status,
+                        body,
+                    });
+                }
+                Ok(Ok(response)) => format!("status {}", response.status()),
+                Ok(Err(error)) => error,
+                Err(_) => format!("no answer within {:?}", self.idle_timeout),
+            };
+            let wait = self.give_up_or_wait(&error)?;
+            tracing::warn!(source = %self.source_name, url = %self.url, error = %error, retry_in = ?wait, "cannot open API stream; retrying");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(false),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn request(&self, target: &str) -> Result<hyper::Response<Incoming>, String> {
+        let stream = TcpStream::connect(&self.url.authority)
+            .await
+            .map_err(|e| format!("connect to {}: {e}", self.url.authority))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            // Errors surface through the response body; nothing to add here.
+            let _ = conn.await;
+        });
+        let request = hyper::Request::get(target)
+            .header(hyper::header::HOST, &self.url.authority)
+            .header(hyper::header::ACCEPT, "application/x-ndjson")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The start of an error body, for the message; never more than a few kB.
+async fn read_small_body(body: Incoming) -> String {
+    let limited = http_body_util::Limited::new(body, 4096);
+    match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
+        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_their_query_and_add_the_offset() {
+        let url = StreamUrl::parse("http://127.0.0.1:5000/stream_data_metrics").unwrap();
+        assert_eq!(url.target(0), "/stream_data_metrics");
+        assert_eq!(url.target(42), "/stream_data_metrics?offset=42");
+        let url = StreamUrl::parse("http://gw/line3?delay=0").unwrap();
+        assert_eq!(url.authority, "gw:80");
+        assert_eq!(url.target(7), "/line3?delay=0&offset=7");
+        assert!(StreamUrl::parse("https://gw/x").is_err());
+        assert!(StreamUrl::parse("/relative").is_err());
+    }
+}

@@ -1,0 +1,618 @@
+//! `produce` end to end: the real binary reads real HTTP streams and writes to the real broker;
+//! kcat (librdkafka, an independent client) reads the topics back.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    KcatRecord, bootstrap, factorypal, free_port, http_get_body, kcat_read, run_with_timeout,
+    start_api, stderr, stdout, unique_topic,
+};
+use factorypal::kafka::partitioner::partition_for_key;
+
+/// A source line for the config: (name, path, topic, key).
+type Source<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+
+/// Writes a config with these sources and extra `[producer]` lines into `dir/c.toml`.
+fn write_config(dir: &Path, api: SocketAddr, sources: &[Source<'_>], producer_extra: &str) {
+    let mut text = format!("[producer]\napi_url = \"http://{api}\"\n{producer_extra}\n");
+    for (name, path, topic, key) in sources {
+        text += &format!(
+            "\n[[producer.sources]]\nname = \"{name}\"\npath = \"{path}\"\ntopic = \"{topic}\"\n"
+        );
+        if let Some(key) = key {
+            text += &format!("key = \"{key}\"\n");
+        }
+    }
+    std::fs::write(dir.join("c.toml"), text).unwrap();
+}
+
+fn produce_cmd(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = factorypal(dir);
+    cmd.args(["--config", "c.toml", "--bootstrap", &bootstrap(), "produce"])
+        .args(args);
+    cmd
+}
+
+fn produce(dir: &Path, args: &[&str]) -> Output {
+    run_with_timeout(&mut produce_cmd(dir, args), Duration::from_secs(120))
+}
+
+fn admin(args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        factorypal(dir.path())
+            .args(["--bootstrap", &bootstrap(), "admin"])
+            .args(args),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "admin {args:?}: {}", stderr(&out));
+}
+
+/// The served lines of one endpoint, in stream order.
+async fn served_lines(api: SocketAddr, path: &str) -> Vec<String> {
+    let (status, _, body) = http_get_body(api, &format!("{path}?delay=0")).await;
+    assert_eq!(status, 200);
+    String::from_utf8(body.to_vec())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Checks that `records` hold every served line exactly once, byte for byte, on the partition
+/// its key dictates, in stream order within each partition.
+fn assert_exactly_once(
+    records: &[KcatRecord],
+    served: &[String],
+    source: &str,
+    key: Option<&str>,
+    partitions: i32,
+) {
+    let mut by_offset: BTreeMap<u64, &KcatRecord> = BTreeMap::new();
+    for r in records {
+        assert_eq!(r.header("source"), Some(source));
+        let previous = by_offset.insert(r.source_offset(), r);
+        assert!(
+            previous.is_none(),
+            "source-offset {} written twice",
+            r.source_offset()
+        );
+    }
+    assert_eq!(by_offset.len(), served.len(), "records missing");
+    for (offset, record) in &by_offset {
+        let line = &served[*offset as usize];
+        assert_eq!(
+            &record.payload, line,
+            "value differs at source-offset {offset}"
+        );
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        match key {
+            Some(field) => {
+                let key = value[field].to_string();
+                assert_eq!(record.key.as_deref(), Some(key.as_str()));
+                assert_eq!(
+                    record.partition,
+                    partition_for_key(key.as_bytes(), partitions)
+                );
+            }
+            None => {
+                assert_eq!(record.key, None);
+                assert_eq!(record.partition as u64, offset % partitions as u64);
+            }
+        }
+    }
+    // Per partition, and so per key: stream order.
+    let mut last: HashMap<i32, (i64, u64)> = HashMap::new();
+    let mut sorted: Vec<&KcatRecord> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in sorted {
+        if let Some((_, prev)) = last.insert(r.partition, (r.offset, r.source_offset())) {
+            assert!(
+                r.source_offset() > prev,
+                "partition {} out of stream order",
+                r.partition
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sample_data_lands_exactly_once_keyed_like_the_java_client() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (api, stop_api, _) = start_api(&repo.join("data_source"), Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = unique_topic("p-metrics");
+    let workorder = unique_topic("p-workorder");
+    write_config(
+        dir.path(),
+        api,
+        &[
+            ("metrics", "/stream_data_metrics", &metrics, Some("id")),
+            (
+                "workorder",
+                "/stream_data_workorder",
+                &workorder,
+                Some("product"),
+            ),
+        ],
+        "",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["--all", "--create-topics"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("metrics: 7000 records"), "{summary}");
+    assert!(summary.contains("workorder: 576 records"), "{summary}");
+    assert!(summary.contains("records/s"), "{summary}");
+
+    let b = bootstrap();
+    let served = served_lines(api, "/stream_data_metrics").await;
+    assert_exactly_once(&kcat_read(&b, &metrics), &served, "metrics", Some("id"), 3);
+    let served = served_lines(api, "/stream_data_workorder").await;
+    assert_exactly_once(
+        &kcat_read(&b, &workorder),
+        &served,
+        "workorder",
+        Some("product"),
+        3,
+    );
+    stop_api.cancel();
+}
+
+#[test]
+fn key_placement_matches_librdkafkas_murmur2_partitioner() {
+    // kcat produces keys with the Java client's partitioner; each must land where ours puts it.
+    let topic = unique_topic("p-placement");
+    admin(&["create-topic", &topic, "--partitions", "3"]);
+    let keys: Vec<String> = (0..20)
+        .map(|k| k.to_string())
+        .chain(["product-a".into(), "ü".into()])
+        .collect();
+    let input: String = keys
+        .iter()
+        .map(|k| format!("{k}\t{{\"k\":\"{k}\"}}\n"))
+        .collect();
+    let mut kcat = std::process::Command::new("kcat")
+        .args([
+            "-b",
+            &bootstrap(),
+            "-P",
+            "-t",
+            &topic,
+            "-K",
+            "\t",
+            "-X",
+            "topic.partitioner=murmur2_random",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    kcat.stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(kcat.wait().unwrap().success());
+    let records = kcat_read(&bootstrap(), &topic);
+    assert_eq!(records.len(), keys.len());
+    for r in records {
+        let key = r.key.unwrap();
+        assert_eq!(
+            r.partition,
+            partition_for_key(key.as_bytes(), 3),
+            "key {key}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_topic_stops_before_reading_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_topic("p-missing");
+    // Nothing listens at this API address: an attempt to read it would retry, not fail fast.
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("metrics", "/stream_data_metrics", &topic, Some("id"))],
+        "",
+    );
+    let started = Instant::now();
+    let out = produce(dir.path(), &["metrics"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("factorypal admin create-topic {topic}")),
+        "{err}"
+    );
+    assert!(err.contains("--create-topics"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // An unknown source name lists the configured ones (usage error).
+    let out = produce(dir.path(), &["nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("configured sources: metrics"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_topics_uses_the_admin_defaults() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("w.json"),
+        r#"[{"time":2,"product":1},{"time":1,"product":0}]"#,
+    )
+    .unwrap();
+    let (api, stop_api, _) = start_api(data.path(), Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_topic("p-create");
+    write_config(
+        dir.path(),
+        api,
+        &[("w", "/stream_data_w", &topic, Some("product"))],
+        "",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            run_with_timeout(
+                produce_cmd(&dir, &["w", "--create-topics"])
+                    .env("FACTORYPAL__ADMIN__PARTITIONS", "2"),
+                Duration::from_secs(60),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = kcat_read(&bootstrap(), &topic);
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert!(r.partition < 2);
+        assert_eq!(
+            r.partition,
+            partition_for_key(r.key.as_ref().unwrap().as_bytes(), 2)
+        );
+    }
+    stop_api.cancel();
+}
+
+/// A real HTTP server that serves fixed NDJSON lines at any path, honouring `?offset=N`:
+/// bad lines cannot come from serve-api, which refuses bad data at start.
+async fn line_server(lines: Vec<&'static str>) -> SocketAddr {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let offset: usize = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("offset="))
+                            .map_or(0, |n| n.parse().unwrap());
+                        let body: String = lines[offset.min(lines.len())..]
+                            .iter()
+                            .map(|l| format!("{l}\n"))
+                            .collect();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_are_counted_and_skipped_or_stop_the_producer() {
+    let api = line_server(vec![
+        r#"{"id": 1, "val": 1.0, "time": 1}"#,
+        r#"not json"#,
+        r#"[1, 2]"#,
+        r#"{"val": 2.0, "time": 2}"#,
+        r#"{"id": {"nested": 1}, "time": 3}"#,
+        r#"{"id": "two", "val": 2.5, "time": 4}"#,
+    ])
+    .await;
+    let topic = unique_topic("p-bad");
+    admin(&["create-topic", &topic]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), api, &[("plant", "/x", &topic, Some("id"))], "");
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("plant: 2 records"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("(4 bad"), "{}", stdout(&out));
+    let err = stderr(&out);
+    for (offset, why) in [
+        (1, "not valid JSON"),
+        (2, "not a JSON object"),
+        (3, "no key field `id`"),
+        (4, "an object"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("source_offset={offset}")) && l.contains(why)),
+            "no log of bad record {offset} ({why}): {err}"
+        );
+    }
+    let records = kcat_read(&bootstrap(), &topic);
+    let mut offsets: Vec<u64> = records.iter().map(KcatRecord::source_offset).collect();
+    offsets.sort();
+    assert_eq!(offsets, [0, 5]);
+    assert_eq!(
+        records
+            .iter()
+            .find(|r| r.source_offset() == 5)
+            .unwrap()
+            .key
+            .as_deref(),
+        Some("two")
+    );
+
+    // fail mode: stops at the first bad record, naming it.
+    let topic = unique_topic("p-bad-fail");
+    admin(&["create-topic", &topic]);
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "on_bad_record = \"fail\"",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("source-offset 1"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("on_bad_record"), "{}", stderr(&out));
+}
+
+/// Generates `metrics` records into a fresh data dir.
+fn sample_data(metrics: u64) -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let out = factorypal(data.path())
+        .args([
+            "gen-data",
+            "--out",
+            ".",
+            "--metrics",
+            &metrics.to_string(),
+            "--workorders",
+            "400",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    data
+}
+
+fn spawn_serve_api(data: &Path, port: u16, delay: &str) -> Child {
+    factorypal(data)
+        .args([
+            "serve-api",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            ".",
+            "--delay",
+            delay,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not finish within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
+    let data = sample_data(2000);
+    let port = free_port();
+    let mut api = spawn_serve_api(data.path(), port, "0.001");
+    wait_for_port(port);
+    let topic = unique_topic("p-api-restart");
+    admin(&["create-topic", &topic]);
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    write_config(
+        dir.path(),
+        addr,
+        &[("metrics", "/stream_data_metrics", &topic, Some("id"))],
+        "retry_max_backoff = 0.5",
+    );
+    let mut producer = produce_cmd(dir.path(), &["metrics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Twice: kill the API hard mid-stream, leave it down a moment, bring it back.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(700));
+        api.kill().unwrap();
+        api.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        api = spawn_serve_api(data.path(), port, "0.001");
+        wait_for_port(port);
+    }
+    let status = wait_with_timeout(&mut producer, Duration::from_secs(90));
+    let out = producer.wait_with_output().unwrap();
+    assert!(status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("API stream dropped"),
+        "the API was never cut: {}",
+        stderr(&out)
+    );
+
+    let served = served_lines(addr, "/stream_data_metrics").await;
+    api.kill().unwrap();
+    assert_exactly_once(
+        &kcat_read(&bootstrap(), &topic),
+        &served,
+        "metrics",
+        Some("id"),
+        3,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_then_resume_writes_no_gaps_and_no_duplicates() {
+    let data = sample_data(4000);
+    let (api, stop_api, _) = start_api(data.path(), Duration::from_micros(500)).await;
+    let metrics = unique_topic("p-resume-m");
+    let workorder = unique_topic("p-resume-w");
+    admin(&["create-topic", &metrics]);
+    admin(&["create-topic", &workorder, "--partitions", "4"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Small batches and a short linger: several batches are in flight when the kill lands.
+    // workorder is unkeyed here, to cover round-robin placement.
+    write_config(
+        dir.path(),
+        api,
+        &[
+            ("metrics", "/stream_data_metrics", &metrics, Some("id")),
+            ("workorder", "/stream_data_workorder", &workorder, None),
+        ],
+        "linger = 0.002\nbatch_max_bytes = 4096\nmax_pending_records = 500",
+    );
+    let kills = [300u64, 600, 300];
+    let mut finished = false;
+    for (round, kill_after) in kills.iter().chain([&0]).enumerate() {
+        let args: &[&str] = if round == 0 {
+            &["--all"]
+        } else {
+            &["--all", "--resume"]
+        };
+        let mut producer = produce_cmd(dir.path(), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if *kill_after == 0 {
+            let status = wait_with_timeout(&mut producer, Duration::from_secs(90));
+            let out = producer.wait_with_output().unwrap();
+            assert!(status.success(), "{}", stderr(&out));
+            assert!(
+                stdout(&out).contains("resumed at source-offset"),
+                "{}",
+                stdout(&out)
+            );
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(*kill_after)).await;
+        if producer.try_wait().unwrap().is_some() {
+            panic!("producer finished before the kill in round {round}; slow the stream down");
+        }
+        producer.kill().unwrap(); // SIGKILL
+        producer.wait().unwrap();
+    }
+    assert!(finished);
+    let b = bootstrap();
+    let served = served_lines(api, "/stream_data_metrics").await;
+    let records = tokio::task::spawn_blocking({
+        let (b, m) = (b.clone(), metrics.clone());
+        move || kcat_read(&b, &m)
+    })
+    .await
+    .unwrap();
+    assert_exactly_once(&records, &served, "metrics", Some("id"), 3);
+    let served = served_lines(api, "/stream_data_workorder").await;
+    let records = tokio::task::spawn_blocking(move || kcat_read(&b, &workorder))
+        .await
+        .unwrap();
+    assert_exactly_once(&records, &served, "workorder", None, 4);
+    stop_api.cancel();
+}
+
+#[test]
+fn an_unreachable_broker_fails_within_the_timeout_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("metrics", "/stream_data_metrics", "metrics", Some("id"))],
+        "",
+    );
+    let started = Instant::now();
+    let out = run_with_timeout(
+        factorypal(dir.path())
+            .env("FACTORYPAL__KAFKA__TIMEOUT", "2")
+            .args([
+                "--config",
+                "c.toml",
+                "--bootstrap",
+                "127.0.0.1:1",
+                "produce",
+                "metrics",
+            ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not reach Kafka at 127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
