@@ -110,9 +110,12 @@ free_port() {
 }
 
 port_is_free() {
+  # SO_REUSEADDR as the broker sets it: connections of a killed broker linger in TIME_WAIT
+  # on its port, which must not count as "in use" for a restart.
   python3 - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -449,17 +449,50 @@ fn wait_for_port(port: u16) {
     }
 }
 
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
+/// A background process whose stdout and stderr go to files: a pipe nobody reads would fill
+/// up and stall it.
+struct Spawned {
+    child: Child,
+    logs: tempfile::TempDir,
+}
+
+impl Spawned {
+    fn start(cmd: &mut std::process::Command) -> Self {
+        let logs = tempfile::tempdir().unwrap();
+        let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
+        let child = cmd.stdout(file("out")).stderr(file("err")).spawn().unwrap();
+        Self { child, logs }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default()
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the exit (killing it after `limit`): status, stdout, stderr.
+    fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
+        let deadline = Instant::now() + limit;
+        while self.is_running() {
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "process did not finish within {limit:?}: {}",
+                    self.log("err")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            Instant::now() < deadline,
-            "process did not finish within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        let status = self.child.wait().unwrap();
+        (status, self.log("out"), self.log("err"))
     }
 }
 
@@ -479,11 +512,7 @@ async fn api_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
         &[("metrics", "/stream_data_metrics", &topic, Some("id"))],
         "retry_max_backoff = 0.5",
     );
-    let mut producer = produce_cmd(dir.path(), &["metrics"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let producer = Spawned::start(&mut produce_cmd(dir.path(), &["metrics"]));
 
     // Twice: kill the API hard mid-stream, leave it down a moment, bring it back.
     for _ in 0..2 {
@@ -494,13 +523,11 @@ async fn api_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
         api = spawn_serve_api(data.path(), port, "0.001");
         wait_for_port(port);
     }
-    let status = wait_with_timeout(&mut producer, Duration::from_secs(90));
-    let out = producer.wait_with_output().unwrap();
-    assert!(status.success(), "{}", stderr(&out));
+    let (status, _, err) = producer.finish(Duration::from_secs(90));
+    assert!(status.success(), "{err}");
     assert!(
-        stderr(&out).contains("API stream dropped"),
-        "the API was never cut: {}",
-        stderr(&out)
+        err.contains("API stream dropped"),
+        "the API was never cut: {err}"
     );
 
     let served = served_lines(addr, "/stream_data_metrics").await;
@@ -542,29 +569,21 @@ async fn sigkill_then_resume_writes_no_gaps_and_no_duplicates() {
         } else {
             &["--all", "--resume"]
         };
-        let mut producer = produce_cmd(dir.path(), args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut producer = Spawned::start(&mut produce_cmd(dir.path(), args));
         if *kill_after == 0 {
-            let status = wait_with_timeout(&mut producer, Duration::from_secs(90));
-            let out = producer.wait_with_output().unwrap();
-            assert!(status.success(), "{}", stderr(&out));
-            assert!(
-                stdout(&out).contains("resumed at source-offset"),
-                "{}",
-                stdout(&out)
-            );
+            let (status, out, err) = producer.finish(Duration::from_secs(90));
+            assert!(status.success(), "{err}");
+            assert!(out.contains("resumed at source-offset"), "{out}");
             finished = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(*kill_after)).await;
-        if producer.try_wait().unwrap().is_some() {
-            panic!("producer finished before the kill in round {round}; slow the stream down");
-        }
-        producer.kill().unwrap(); // SIGKILL
-        producer.wait().unwrap();
+        assert!(
+            producer.is_running(),
+            "producer finished before the kill in round {round}; slow the stream down: {}",
+            producer.log("err")
+        );
+        producer.kill(); // SIGKILL
     }
     assert!(finished);
     let b = bootstrap();
@@ -615,4 +634,166 @@ fn an_unreachable_broker_fails_within_the_timeout_with_a_clear_message() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// A broker of this test's own (the shared one must not go down under other tests), stopped
+/// and cleaned up on drop.
+struct SpareBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SpareBroker {
+    fn start() -> Self {
+        let broker = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        broker.script(&["start"]);
+        broker
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
+        let out = run_with_timeout(
+            std::process::Command::new(script)
+                .args(args)
+                .env("KAFKA_PORT", self.port.to_string())
+                .env("KAFKA_DIR", self.dir.path()),
+            Duration::from_secs(180),
+        );
+        assert!(
+            out.status.success(),
+            "kafka-local.sh {args:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    /// SIGKILL: no clean shutdown, requests in flight get no answer.
+    fn crash(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("kafka.pid")).unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{}", pid.trim())).exists() {
+            assert!(Instant::now() < deadline, "broker survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SpareBroker {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
+        let _ = std::process::Command::new(script)
+            .args(["stop", "--clean"])
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_DIR", self.dir.path())
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
+    let broker = tokio::task::spawn_blocking(SpareBroker::start)
+        .await
+        .unwrap();
+    let b = broker.bootstrap();
+    let data = sample_data(3000);
+    let (api, stop_api, _) = start_api(data.path(), Duration::from_millis(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer_cmd = |timeout: &str| {
+        let mut cmd = factorypal(dir.path());
+        cmd.env("FACTORYPAL__KAFKA__TIMEOUT", timeout).args([
+            "--config",
+            "c.toml",
+            "--bootstrap",
+            &b,
+            "produce",
+            "metrics",
+            "--create-topics",
+        ]);
+        cmd
+    };
+
+    // The broker dies (SIGKILL: requests in flight get no answer) and comes back.
+    let topic = unique_topic("p-broker-restart");
+    write_config(
+        dir.path(),
+        api,
+        &[("metrics", "/stream_data_metrics", &topic, Some("id"))],
+        "linger = 0.002\nretry_max_backoff = 0.5\nretry_deadline = 90",
+    );
+    let mut producer = Spawned::start(&mut producer_cmd("3"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        producer.is_running(),
+        "producer ended before the crash: {}",
+        producer.log("err")
+    );
+    broker.crash();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let broker = tokio::task::spawn_blocking(move || {
+        broker.script(&["start"]); // same port and state: it comes back with its data
+        broker
+    })
+    .await
+    .unwrap();
+    let (status, _, err) =
+        tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("retrying"),
+        "the outage was never noticed: {err}"
+    );
+    let served = served_lines(api, "/stream_data_metrics").await;
+    let records = tokio::task::spawn_blocking({
+        let (b, topic) = (b.clone(), topic.clone());
+        move || kcat_read(&b, &topic)
+    })
+    .await
+    .unwrap();
+    assert_exactly_once(&records, &served, "metrics", Some("id"), 3);
+
+    // An outage longer than the retry deadline: a clear error and exit 1, not a hang.
+    let topic = unique_topic("p-broker-gone");
+    write_config(
+        dir.path(),
+        api,
+        &[("metrics", "/stream_data_metrics", &topic, Some("id"))],
+        "retry_max_backoff = 0.5\nretry_deadline = 3",
+    );
+    let mut producer = Spawned::start(&mut producer_cmd("2"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        producer.is_running(),
+        "producer ended before the crash: {}",
+        producer.log("err")
+    );
+    broker.crash();
+    let crashed = Instant::now();
+    let (status, _, err) =
+        tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("gave up writing to") && err.contains("retry_deadline"),
+        "{err}"
+    );
+    assert!(
+        crashed.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        crashed.elapsed()
+    );
+    stop_api.cancel();
 }

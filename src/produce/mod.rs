@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rskafka::BackoffConfig;
-use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -451,28 +451,31 @@ async fn produce_source_inner(
 
     let mut clients = Vec::with_capacity(plan.partitions as usize);
     for partition in 0..plan.partitions {
-        clients.push(
-            partition_client(client, &source.topic, partition, settings)
-                .await
-                .map_err(setup_error)?,
-        );
+        let what = format!("reaching the leader of {}/{partition}", source.topic);
+        let client = retrying(settings, &what, || {
+            client.partition_client(&source.topic, partition, UnknownTopicHandling::Error)
+        })
+        .await
+        .map_err(setup_error)?;
+        clients.push(client);
     }
     let window = producer.max_pending_records;
     let point = if resume {
-        let point = resume::find(&clients, &source.name, window as u64, request_timeout)
-            .await
-            .map_err(setup_error)?;
+        let what = format!("looking up what {} already holds", source.topic);
+        let point = retrying(settings, &what, || {
+            resume::find(&clients, &source.name, window as u64, request_timeout)
+        })
+        .await
+        .map_err(setup_error)?;
         tracing::info!(source = %source.name, start = point.start, heads = ?point.heads, "resuming");
         *resumed_at = Some(point.start);
         point
     } else {
         let mut log_ends = Vec::with_capacity(clients.len());
         for c in &clients {
-            let end = tokio::time::timeout(request_timeout, c.get_offset(OffsetAt::Latest))
-                .await
-                .map_err(|_| setup_error(format!("no answer within {request_timeout:?}")))?
-                .map_err(|e| setup_error(e.to_string()))?;
-            log_ends.push(end);
+            let what = format!("reading the end offset of {}/{}", source.topic, c.partition());
+            let end = retrying(settings, &what, || c.get_offset(OffsetAt::Latest));
+            log_ends.push(end.await.map_err(setup_error)?);
         }
         ResumePoint {
             start: 0,
@@ -574,30 +577,27 @@ async fn produce_source_inner(
     }
 }
 
-/// A partition client, retried while the broker settles (a new topic's leader election).
-async fn partition_client(
-    client: &Client,
-    topic: &str,
-    partition: i32,
-    settings: &Settings,
-) -> Result<PartitionClient, String> {
+/// Runs one setup call (partition leader, offsets, the resume look-up), bounded by
+/// `kafka.timeout` and retried with backoff while the broker settles, e.g. a new topic's
+/// leader election or a broker that is restarting.
+async fn retrying<T, E, F, Fut>(settings: &Settings, what: &str, mut call: F) -> Result<T, String>
+where
+    E: fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let mut retry = Retry::new(settings.producer.retry_policy());
     let timeout = settings.kafka.timeout();
     loop {
-        let attempt = tokio::time::timeout(
-            timeout,
-            client.partition_client(topic, partition, UnknownTopicHandling::Error),
-        )
-        .await;
-        let error = match attempt {
-            Ok(Ok(c)) => return Ok(c),
+        let error = match tokio::time::timeout(timeout, call()).await {
+            Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {timeout:?}"),
         };
         let Some(wait) = retry.failed() else {
-            return Err(format!("partition {partition}: {error}"));
+            return Err(format!("{what}: {error}"));
         };
-        tracing::warn!(%topic, partition, %error, retry_in = ?wait, "cannot reach partition leader; retrying");
+        tracing::warn!(%error, retry_in = ?wait, "{what} failed; retrying");
         tokio::time::sleep(wait).await;
     }
 }
