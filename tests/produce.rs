@@ -797,3 +797,48 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
     );
     stop_api.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_what_was_read_and_exits_0_with_a_summary() {
+    let data = sample_data(3000);
+    let (api, stop_api, _) = start_api(data.path(), Duration::from_millis(2)).await;
+    let topic = unique_topic("p-sigterm");
+    admin(&["create-topic", &topic]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("metrics", "/stream_data_metrics", &topic, Some("id"))],
+        "",
+    );
+    let mut producer = Spawned::start(&mut produce_cmd(dir.path(), &["metrics"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(producer.is_running(), "{}", producer.log("err"));
+    let pid = producer.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    // The summary counts exactly what reached the topic: a prefix of the stream, once each.
+    let count: usize = out
+        .split("metrics: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {out:?}"));
+    assert!(count > 0 && count < 3000, "{out}");
+    let served = served_lines(api, "/stream_data_metrics").await;
+    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
+        .await
+        .unwrap();
+    assert_exactly_once(&records, &served[..count], "metrics", Some("id"), 3);
+    stop_api.cancel();
+}

@@ -473,7 +473,11 @@ async fn produce_source_inner(
     } else {
         let mut log_ends = Vec::with_capacity(clients.len());
         for c in &clients {
-            let what = format!("reading the end offset of {}/{}", source.topic, c.partition());
+            let what = format!(
+                "reading the end offset of {}/{}",
+                source.topic,
+                c.partition()
+            );
             let end = retrying(settings, &what, || c.get_offset(OffsetAt::Latest));
             log_ends.push(end.await.map_err(setup_error)?);
         }
