@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     KcatRecord, bootstrap, factorypal, free_port, http_get_body, kcat_read, run_with_timeout,
-    start_api, stderr, stdout, unique_topic,
+    send_signal, start_api, stderr, stdout, unique_topic,
 };
 use factorypal::kafka::partitioner::partition_for_key;
 
@@ -676,11 +676,7 @@ impl SpareBroker {
     /// SIGKILL: no clean shutdown, requests in flight get no answer.
     fn crash(&self) {
         let pid = std::fs::read_to_string(self.dir.path().join("kafka.pid")).unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", pid.trim()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(pid.trim().parse().unwrap(), "KILL");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Path::new(&format!("/proc/{}", pid.trim())).exists() {
             assert!(Instant::now() < deadline, "broker survived SIGKILL");
@@ -814,14 +810,7 @@ async fn sigterm_flushes_what_was_read_and_exits_0_with_a_summary() {
     let mut producer = Spawned::start(&mut produce_cmd(dir.path(), &["metrics"]));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(producer.is_running(), "{}", producer.log("err"));
-    let pid = producer.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(producer.child.id(), "TERM");
     let (status, out, err) =
         tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(30)))
             .await

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{factorypal, http_get, http_get_body, ndjson, run_with_timeout, stderr};
+use common::{factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal, stderr};
 use factorypal::api::{Catalog, load_dir, serve};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -343,14 +343,7 @@ fn sigterm_stops_the_binary_with_exit_0() {
         }
         assert!(Instant::now() < deadline, "serve-api did not start");
     }
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(child.id(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

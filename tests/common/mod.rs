@@ -93,6 +93,15 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// Sends `signal` (`TERM`, `KILL`, ...) to process `pid`, as an operator's `kill` would.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
 /// A real HTTP/1.1 GET; returns the response with its body still streaming.
 pub async fn http_get(addr: SocketAddr, path_and_query: &str) -> hyper::Response<Incoming> {
     let fut = async {
