@@ -20,6 +20,16 @@ if ! command -v kcat >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kcat >&2
 fi
 
+# pyarrow and DuckDB read the consumer's Parquet in the tests: independent readers, in a venv
+# of the project's own (cached under target/).
+pyenv="$PWD/target/pyenv"
+if ! "$pyenv/bin/python" -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
+  log "installing pyarrow and duckdb into $pyenv"
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install -q --disable-pip-version-check pyarrow duckdb >&2
+fi
+export FACTORYPAL_TEST_PYTHON="$pyenv/bin/python"
+
 # Build first so a compile error shows before any broker starts.
 log "building"
 cargo build --locked --all-targets

@@ -46,6 +46,11 @@ pub enum Command {
         after_help = "Examples:\n  factorypal produce metrics workorder\n  factorypal produce --all --api-url http://127.0.0.1:5000 --create-topics\n  factorypal produce metrics --resume   # after a crash: no gaps, no duplicates"
     )]
     Produce(ProduceArgs),
+    /// Kafka → Parquet (or console) in micro-batches, exactly once across crashes.
+    #[command(
+        after_help = "Examples:\n  factorypal consume --sink parquet --trigger available-now\n  factorypal consume --sink console --topics metrics --starting-offsets latest\n  factorypal consume --instance 0/2 --output /data/plant   # one of two processes"
+    )]
+    Consume(ConsumeArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
     #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
     GenData(GenDataArgs),
@@ -89,6 +94,51 @@ pub struct ProduceArgs {
     /// duplicates after a crash) instead of starting the stream from its beginning.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkArg {
+    Parquet,
+    Console,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Where batches go.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub sink: SinkArg,
+    /// Topics to consume (default: every topic with a schema in [consumer.topics]).
+    #[arg(long, value_delimiter = ',', value_name = "TOPIC,...")]
+    pub topics: Option<Vec<String>>,
+    /// Output root (`consumer.output`).
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Checkpoint root (`consumer.checkpoint`; default OUTPUT/TOPIC/_checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// `10s`, `500ms`, `1m`, or `available-now` (`consumer.trigger`).
+    #[arg(long)]
+    pub trigger: Option<String>,
+    /// New records per topic per batch, 0 = unlimited (`consumer.max_offsets_per_trigger`).
+    #[arg(long, value_name = "N")]
+    pub max_offsets_per_trigger: Option<u64>,
+    /// Rows per Parquet file (`consumer.max_records_per_file`).
+    #[arg(long, value_name = "N")]
+    pub max_records_per_file: Option<u64>,
+    /// Where to start without a checkpoint: earliest or latest (`consumer.starting_offsets`).
+    #[arg(long, value_name = "earliest|latest")]
+    pub starting_offsets: Option<String>,
+    /// Consume only these partitions of each topic.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "P,...",
+        conflicts_with = "instance"
+    )]
+    pub partitions: Option<Vec<i32>>,
+    /// Be instance I of N: partitions p with p % N == I.
+    #[arg(long, value_name = "I/N")]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +224,18 @@ impl Cli {
                 sources.set_opt("api.delay", args.delay);
             }
             Command::Produce(args) => sources.set_opt("producer.api_url", args.api_url.clone()),
+            Command::Consume(args) => {
+                let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+                sources.set_opt("consumer.output", path(&args.output));
+                sources.set_opt("consumer.checkpoint", path(&args.checkpoint));
+                sources.set_opt("consumer.trigger", args.trigger.clone());
+                sources.set_opt(
+                    "consumer.max_offsets_per_trigger",
+                    args.max_offsets_per_trigger,
+                );
+                sources.set_opt("consumer.max_records_per_file", args.max_records_per_file);
+                sources.set_opt("consumer.starting_offsets", args.starting_offsets.clone());
+            }
             Command::Admin(AdminCommand::CreateTopic {
                 partitions,
                 replication_factor,

@@ -12,6 +12,7 @@
 //! * [`kafka`]: client building with timeouts, topic-name rules, metadata.
 //! * [`admin`]: `admin` topic management on top of [`kafka`].
 //! * [`produce`]: API streams → Kafka, keyed like the Java client, resumable.
+//! * [`consume`]: Kafka → Arrow micro-batches → [`sink`]s (Parquet, console), checkpointed.
 //! * [`backoff`]: retry timing (exponential, jittered, with a deadline).
 //! * [`json`]: JSON compaction shared by the API and the producer.
 //! * [`gen_data`]: deterministic sample data with planted, documented correlations.
@@ -21,9 +22,11 @@ pub mod admin;
 pub mod api;
 pub mod backoff;
 pub mod cli;
+pub mod consume;
 pub mod gen_data;
 pub mod json;
 pub mod kafka;
 pub mod produce;
 pub mod settings;
 pub mod shutdown;
+pub mod sink;

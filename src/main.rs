@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use factorypal::cli::SinkArg;
 use factorypal::cli::{Cli, Command, ConfigCommand};
+use factorypal::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use factorypal::produce::{self, ProduceError, ProduceOptions};
 use factorypal::settings::{Settings, SettingsError};
 use factorypal::{admin, api, gen_data, kafka, shutdown};
@@ -42,6 +44,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 produce::run(&settings, &options, shutdown::install()).await?;
                 Ok(())
             }
+            Command::Consume(args) => {
+                let partitions = match (&args.partitions, &args.instance) {
+                    (Some(list), _) => PartitionSelection::List(list.clone()),
+                    (None, Some(instance)) => PartitionSelection::parse_instance(instance)
+                        .map_err(|why| UsageError(format!("--instance {instance}: {why}")))?,
+                    (None, None) => PartitionSelection::All,
+                };
+                let options = ConsumeOptions {
+                    sink: match args.sink {
+                        SinkArg::Parquet => SinkKind::Parquet,
+                        SinkArg::Console => SinkKind::Console,
+                    },
+                    topics: args.topics.clone(),
+                    partitions,
+                };
+                consume::run(&settings, &options, shutdown::install()).await?;
+                Ok(())
+            }
             Command::GenData(args) => {
                 let written =
                     gen_data::generate(&args.out, args.seed, args.metrics, args.workorders)?;
@@ -61,6 +81,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
+/// A command line that cannot work, found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
 /// Usage errors (bad config, bad input data, an invalid name) exit 2; everything else 1.
 fn exit_code(err: &anyhow::Error) -> u8 {
     use kafka::KafkaError::InvalidTopicName;
@@ -69,6 +94,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<api::DataError>()
             || matches!(e.downcast_ref(), Some(InvalidTopicName { .. }))
             || e.downcast_ref::<ProduceError>().is_some_and(ProduceError::is_usage)
+            || e.downcast_ref::<ConsumeError>().is_some_and(ConsumeError::is_usage)
+            || e.is::<UsageError>()
             // `AdminError::Kafka` is transparent, so its inner error is not in the chain.
             || matches!(
                 e.downcast_ref(),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 /// The config file read when `--config` is not given. A missing default file is fine (the
@@ -27,6 +28,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub admin: AdminSettings,
     pub producer: ProducerSettings,
+    pub consumer: ConsumerSettings,
 }
 
 /// How to reach the Kafka cluster.
@@ -223,6 +225,165 @@ pub enum CompressionCodec {
     Zstd,
 }
 
+/// `consume`: Kafka → Parquet (or console) in micro-batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// Output root: `OUTPUT/TOPIC/part-*.parquet`.
+    pub output: PathBuf,
+    /// Checkpoint root; empty means `OUTPUT/TOPIC/_checkpoint`, otherwise `CHECKPOINT/TOPIC`.
+    pub checkpoint: PathBuf,
+    /// `10s`, `500ms`, `1m`: how often a micro-batch starts; `available-now`: process what is
+    /// there at start, then exit.
+    pub trigger: String,
+    /// New records per topic per micro-batch; 0 = unlimited.
+    pub max_offsets_per_trigger: u64,
+    pub max_records_per_file: usize,
+    /// Where to start when there is no checkpoint.
+    pub starting_offsets: StartingOffsets,
+    pub compression: ParquetCompression,
+    /// `skip`: write bad records to `_bad_records/` and go on; `fail`: stop.
+    pub on_bad_record: BadRecordPolicy,
+    /// What to do when offsets to read no longer exist (retention removed them).
+    pub on_data_loss: DataLossPolicy,
+    /// Rows the console sink shows per batch and topic.
+    pub console_rows: usize,
+    /// Seconds a broker or disk outage may last before the consumer gives up (its checkpoint
+    /// lets a restart continue).
+    pub retry_deadline: f64,
+    /// Topics to consume, each with the schema of its JSON values (columns in this order).
+    pub topics: IndexMap<String, ConsumerTopic>,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        let schema = |cols: &[(&str, ColumnType)]| ConsumerTopic {
+            schema: cols.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+        };
+        Self {
+            output: PathBuf::from("database"),
+            checkpoint: PathBuf::new(),
+            trigger: "10s".into(),
+            max_offsets_per_trigger: 1000,
+            max_records_per_file: 10_000,
+            starting_offsets: StartingOffsets::Earliest,
+            compression: ParquetCompression::Snappy,
+            on_bad_record: BadRecordPolicy::Skip,
+            on_data_loss: DataLossPolicy::Fail,
+            console_rows: 20,
+            retry_deadline: 300.0,
+            topics: [
+                (
+                    "metrics".to_string(),
+                    schema(&[
+                        ("id", ColumnType::Int32),
+                        ("val", ColumnType::Float64),
+                        ("time", ColumnType::Timestamp),
+                    ]),
+                ),
+                (
+                    "workorder".to_string(),
+                    schema(&[
+                        ("time", ColumnType::Timestamp),
+                        ("product", ColumnType::Int32),
+                        ("production", ColumnType::Float64),
+                    ]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerTopic {
+    pub schema: IndexMap<String, ColumnType>,
+}
+
+/// The column types a schema may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Bool,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    String,
+    /// Unix seconds (integer or fractional) or RFC 3339 text; stored as microseconds, UTC.
+    Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartingOffsets {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    None,
+    Snappy,
+    Gzip,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataLossPolicy {
+    Fail,
+    Skip,
+}
+
+/// When micro-batches start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Every(Duration),
+    AvailableNow,
+}
+
+impl Trigger {
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text == "available-now" {
+            return Some(Self::AvailableNow);
+        }
+        let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = number
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n: &f64| n.is_finite() && *n > 0.0)?;
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return None,
+        };
+        Some(Self::Every(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl ConsumerSettings {
+    pub fn trigger(&self) -> Trigger {
+        Trigger::parse(&self.trigger).expect("validated when the settings were loaded")
+    }
+
+    pub fn retry_policy(&self) -> crate::backoff::RetryPolicy {
+        crate::backoff::RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            deadline: Duration::from_secs_f64(self.retry_deadline),
+        }
+    }
+}
+
 /// Why the settings could not be loaded. Every variant is a usage error (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -401,6 +562,7 @@ impl Settings {
             });
         }
         self.validate_producer()?;
+        self.validate_consumer()?;
         if self.admin.replication_factor < 1 {
             return Err(SettingsError::Invalid {
                 key: "admin.replication_factor",
@@ -470,6 +632,41 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_consumer(&self) -> Result<(), SettingsError> {
+        let c = &self.consumer;
+        if Trigger::parse(&c.trigger).is_none() {
+            return Err(SettingsError::Invalid {
+                key: "consumer.trigger",
+                value: format!("{:?}", c.trigger),
+                expected: "an interval like 10s, 500ms, 2m, or available-now",
+            });
+        }
+        if c.max_records_per_file == 0 {
+            return Err(SettingsError::Invalid {
+                key: "consumer.max_records_per_file",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if !(c.retry_deadline.is_finite() && c.retry_deadline > 0.0) {
+            return Err(SettingsError::Invalid {
+                key: "consumer.retry_deadline",
+                value: c.retry_deadline.to_string(),
+                expected: "a number of seconds above 0",
+            });
+        }
+        for (topic, t) in &c.topics {
+            if t.schema.is_empty() {
+                return Err(SettingsError::Invalid {
+                    key: "consumer.topics",
+                    value: topic.clone(),
+                    expected: "a schema with at least one column",
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The effective settings as TOML, for `factorypal config show`.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("settings always serialize to TOML")
@@ -507,6 +704,9 @@ fn read_file(
     Ok(File::from(path).format(FileFormat::Toml).required(true))
 }
 
+/// Tables whose keys are names the user chooses (topics), not settings; serde checks inside.
+const OPEN_TABLES: &[&str] = &["consumer.topics"];
+
 /// Compares every key the layers set against the keys of [`Settings`], so a typo is an error
 /// that names the key instead of a setting that silently does nothing.
 fn check_known_keys(config: &Config) -> Result<(), SettingsError> {
@@ -538,6 +738,7 @@ fn check_table(
                     key: path,
                 });
             }
+            Some(toml::Value::Table(_)) if OPEN_TABLES.contains(&path.as_str()) => {}
             Some(toml::Value::Table(sub)) => match &value.kind {
                 ValueKind::Table(inner) => check_table(inner, sub, &format!("{path}."))?,
                 _ => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
+use crate::backoff::{Retry, RetryPolicy};
 use crate::settings::KafkaSettings;
 
 /// Kafka's limit on topic name length.
@@ -127,6 +128,34 @@ impl KafkaClient {
         topics: Option<&[String]>,
     ) -> Result<metadata::Metadata, KafkaError> {
         metadata::fetch(&self.settings, topics).await
+    }
+}
+
+/// Runs `call` bounded by `timeout` per attempt, retrying failures with backoff under `policy`;
+/// each retry is logged with `what`. The error names `what` and the last failure.
+pub async fn retrying<T, E, F, Fut>(
+    policy: RetryPolicy,
+    timeout: Duration,
+    what: &str,
+    mut call: F,
+) -> Result<T, String>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut retry = Retry::new(policy);
+    loop {
+        let error = match tokio::time::timeout(timeout, call()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        let Some(wait) = retry.failed() else {
+            return Err(format!("{what}: {error}"));
+        };
+        tracing::warn!(%error, retry_in = ?wait, "{what} failed; retrying");
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -581,29 +581,21 @@ async fn produce_source_inner(
     }
 }
 
-/// Runs one setup call (partition leader, offsets, the resume look-up), bounded by
-/// `kafka.timeout` and retried with backoff while the broker settles, e.g. a new topic's
-/// leader election or a broker that is restarting.
-async fn retrying<T, E, F, Fut>(settings: &Settings, what: &str, mut call: F) -> Result<T, String>
+/// A setup call (partition leader, offsets, the resume look-up) retried while the broker
+/// settles, e.g. a new topic's leader election or a broker that is restarting.
+async fn retrying<T, E, F, Fut>(settings: &Settings, what: &str, call: F) -> Result<T, String>
 where
     E: fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut retry = Retry::new(settings.producer.retry_policy());
-    let timeout = settings.kafka.timeout();
-    loop {
-        let error = match tokio::time::timeout(timeout, call()).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {timeout:?}"),
-        };
-        let Some(wait) = retry.failed() else {
-            return Err(format!("{what}: {error}"));
-        };
-        tracing::warn!(%error, retry_in = ?wait, "{what} failed; retrying");
-        tokio::time::sleep(wait).await;
-    }
+    crate::kafka::retrying(
+        settings.producer.retry_policy(),
+        settings.kafka.timeout(),
+        what,
+        call,
+    )
+    .await
 }
 
 /// Logs bad records with source and offset: the first few one by one, then a count every

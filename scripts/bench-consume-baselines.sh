@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Baselines for `factorypal consume` (Kafka → Parquet): how fast, and in how much memory,
+#   1. kcat (librdkafka) reads a topic to the end and throws the records away — the floor of
+#      what a Kafka consumer costs here, and
+#   2. the old pipeline's Spark Structured Streaming job (scripts/bench/spark_consume.py:
+#      from_json → Parquet file sink, local[2]) turns the same topic into Parquet.
+# The topic is filled the way the real pipeline does it: gen-data → serve-api → produce.
+#
+# usage: scripts/bench-consume-baselines.sh [RECORDS]       (default 1000000)
+#   FACTORYPAL_BENCH_BOOTSTRAP=HOST:PORT  use a running broker instead of starting one
+#   BENCH_TOPIC=NAME            consume this existing topic (needs FACTORYPAL_BENCH_BOOTSTRAP);
+#                               RECORDS is then what the topic holds
+#   BENCH_KCAT_RUNS=3           kcat is quick and noisy: run it this often, report the median
+#   BENCH_SKIP_SPARK=1          kcat only
+#   SPARK_DRIVER_MEMORY=1g      heap of Spark's one JVM (driver = executor in local mode)
+#   SPARK_MAX_OFFSETS_PER_TRIGGER=N   the seed job used 1000; default unset (one micro-batch)
+#   FACTORYPAL_BIN=PATH         default target/release/factorypal (not built here)
+#
+# Caches (re-runs need no network): target/bench/spark-venv (pyspark, pyarrow),
+# target/bench/spark-jars/<spark>_<scala> (Kafka connector jars via Maven),
+# target/bench/consume/data-N (generated records).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$PWD"
+
+records="${1:-1000000}"
+work="$repo/target/bench/consume"
+venv="$repo/target/bench/spark-venv"
+reqs="$repo/scripts/bench/requirements-spark.txt"
+spark_pom="$repo/scripts/bench/spark-kafka-pom.xml"
+bin="${FACTORYPAL_BIN:-$repo/target/release/factorypal}"
+kcat_runs="${BENCH_KCAT_RUNS:-3}"
+driver_memory="${SPARK_DRIVER_MEMORY:-1g}"
+mkdir -p "$work"
+
+log() { printf 'bench-consume: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+# Float arithmetic without bc (not always installed): python3 is needed anyway.
+calc() { python3 -c "print($1)"; }
+
+# No build here: the benchmark measures a given binary, and a build would compete for the
+# cores with whatever else runs. Build it first: cargo build --release.
+[[ -x "$bin" ]] || die "$bin not found: run 'cargo build --release' first (or set FACTORYPAL_BIN)"
+command -v kcat >/dev/null || die "kcat not found (Debian: apt-get install kcat)"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (Debian: apt-get install time)"
+if [[ -n "${BENCH_TOPIC:-}" && -z "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]]; then
+  # The broker this script starts is new and empty, and is deleted on exit.
+  die "BENCH_TOPIC needs FACTORYPAL_BENCH_BOOTSTRAP (a broker that already has the topic)"
+fi
+
+# ---------------------------------------------------------------------------------------
+# Spark's dependencies first, before any broker runs: a failed download should cost
+# nothing, and no download should overlap a measurement.
+
+# The venv is rebuilt when requirements-spark.txt changes (its copy is the marker).
+if ! cmp -s "$reqs" "$venv/.requirements" 2>/dev/null && [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
+  log "creating $venv (pyspark is a ~320 MB download, once)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$reqs" >&2
+  cp "$reqs" "$venv/.requirements"
+fi
+py="$venv/bin/python"
+
+spark_jars=""
+if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
+  spark_version="$("$py" -c 'import pyspark; print(pyspark.__version__)')"
+  spark_home="$("$py" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
+  # The connector's Scala must be the one pyspark was built with: read it off spark-core.
+  scala_binary="$(basename "$(ls "$spark_home"/jars/spark-core_*.jar)" | sed -E 's/^spark-core_([0-9.]+)-.*/\1/')"
+  jars_dir="$repo/target/bench/spark-jars/${spark_version}_$scala_binary"
+  if [[ ! -f "$jars_dir/.complete" ]]; then
+    log "resolving spark-sql-kafka-0-10_$scala_binary:$spark_version from Maven Central into $jars_dir"
+    tmp="$jars_dir.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$(dirname "$jars_dir")"
+    # mvn -q prints its errors on stdout: keep them in a log, show them on failure.
+    if ! mvn -q -B -Dstyle.color=never -f "$spark_pom" -Dspark.version="$spark_version" \
+        -Dscala.binary="$scala_binary" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
+      cat "$tmp.log" >&2
+      rm -rf "$tmp" "$tmp.log"
+      die "maven could not resolve the Kafka connector for Spark $spark_version (Scala $scala_binary)"
+    fi
+    rm -f "$tmp.log"
+    rm -rf "$jars_dir"
+    mv "$tmp" "$jars_dir"
+    touch "$jars_dir/.complete"
+  fi
+  # Maven also copies jars pyspark already ships (hadoop-client-*, scala-library, lz4,
+  # snappy, slf4j, ...), sometimes older. Leave those out so Spark runs with its own
+  # versions, as it would in a real deployment; what remains is the connector,
+  # kafka-clients and what only they need. Names compare without their version.
+  artifact() { basename "$1" | sed -E 's/-[0-9][^/]*\.jar$//'; }
+  declare -A shipped=()
+  for jar in "$spark_home"/jars/*.jar; do shipped["$(artifact "$jar")"]=1; done
+  for jar in "$jars_dir"/*.jar; do
+    [[ -n "${shipped["$(artifact "$jar")"]:-}" ]] && continue
+    spark_jars+="${spark_jars:+,}$jar"
+  done
+  log "spark.jars: $(tr ',' '\n' <<<"$spark_jars" | xargs -n1 basename | tr '\n' ' ')"
+fi
+
+# ---------------------------------------------------------------------------------------
+# Broker, API server, topic.
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ -n "${KAFKA_DIR:-}" ]]; then scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+if [[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]]; then
+  bootstrap="$FACTORYPAL_BENCH_BOOTSTRAP"
+else
+  KAFKA_PORT="$(free_port)"
+  KAFKA_DIR="$work/kafka-$KAFKA_PORT"
+  export KAFKA_PORT KAFKA_DIR
+  bootstrap="$(scripts/kafka-local.sh start | tail -n 1)"
+fi
+kafka_version="${KAFKA_VERSION:-4.3.1}"
+[[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]] && kafka_version="(external broker at $bootstrap)"
+topic="${BENCH_TOPIC:-bench-consume-$(date +%s)}"
+
+# Every factorypal call gets this config, never config/default.toml: the benchmark must not
+# depend on (or break with) the repo's default settings, which change as the code does.
+# Only the producer source differs from the built-in defaults.
+api_port="$(free_port)"
+cfg="$work/bench.toml"
+cat >"$cfg" <<TOML
+[producer]
+api_url = "http://127.0.0.1:$api_port"
+[[producer.sources]]
+name = "metrics"
+path = "/stream_data_metrics"
+topic = "$topic"
+key = "id"
+TOML
+fp() { "$bin" -q --config "$cfg" --bootstrap "$bootstrap" "$@"; }
+
+# Records in a topic = sum over partitions of (latest - earliest), from describe-topic --json.
+topic_records() {
+  fp admin describe-topic --json "$1" |
+    python3 -c 'import json, sys; print(sum(p["latest"] - p["earliest"] for p in json.load(sys.stdin)["partitions"]))'
+}
+
+if [[ -n "${BENCH_TOPIC:-}" ]]; then
+  records="$(topic_records "$topic")"
+  log "using existing topic $topic: $records records"
+else
+  data="$work/data-$records"
+  if [[ ! -f "$data/metrics.json" ]]; then
+    fp gen-data --out "$data" --metrics "$records" >&2
+  fi
+  fp serve-api --bind "127.0.0.1:$api_port" --data-dir "$data" --delay 0 &
+  pids+=($!)
+  until curl -sf "http://127.0.0.1:$api_port/healthz" >/dev/null 2>&1; do sleep 0.1; done
+  fp admin create-topic "$topic" --partitions 3 >/dev/null
+  log "filling $topic with $records records (factorypal produce)"
+  fp produce metrics >"$work/produce.out"
+  log "produce: $(cat "$work/produce.out")"
+  kill "${pids[@]}" 2>/dev/null || true # the API server is not needed any more
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+  in_topic="$(topic_records "$topic")"
+  [[ "$in_topic" == "$records" ]] || die "topic $topic holds $in_topic records, expected $records"
+fi
+((records > 0)) || die "topic $topic is empty"
+
+# ---------------------------------------------------------------------------------------
+# kcat: every partition from the beginning to the end (-e), records to /dev/null.
+
+kcat_version="$(kcat -V 2>&1 | sed -nE 's/^Version ([^ ]+) .*(librdkafka [^ ]+).*/\1, \2/p')"
+# Untimed pass first: proves kcat sees every record (and warms the page cache for the
+# timed runs, as Spark's run will find it warm too).
+kcat_count="$(kcat -b "$bootstrap" -C -t "$topic" -o beginning -e -q -f '%o\n' | wc -l)"
+[[ "$kcat_count" == "$records" ]] || die "kcat read $kcat_count records, expected $records"
+kcat_rates=()
+kcat_rss=()
+for ((i = 1; i <= kcat_runs; i++)); do
+  t0="$(now)"
+  /usr/bin/time -f %M -o "$work/kcat.rss" kcat -b "$bootstrap" -C -t "$topic" -o beginning -e -q >/dev/null
+  t1="$(now)"
+  kcat_rates+=("$(calc "round($records / ($t1 - $t0))")")
+  kcat_rss+=("$(cat "$work/kcat.rss")")
+  log "kcat run $i: $(calc "round($t1 - $t0, 3)") s, ${kcat_rates[-1]} records/s, peak RSS ${kcat_rss[-1]} KiB"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+kcat_rate="$(median "${kcat_rates[@]}")"
+kcat_peak="$(printf '%s\n' "${kcat_rss[@]}" | sort -n | tail -n 1)"
+
+# ---------------------------------------------------------------------------------------
+# Spark: the old job, one process tree (python driver → spark-submit JVM). Its memory is
+# measured twice: /usr/bin/time's %M (the largest single process it waited for) and
+# scripts/bench/rss_tree.py (RSS of the whole tree summed, every 200 ms).
+
+if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
+  out="$work/spark-out"
+  ckpt="$work/spark-checkpoint"
+  # Fresh output and checkpoint: a checkpoint from an earlier run would make the query
+  # start after the offsets it already did, and read nothing.
+  rm -rf "$out" "$ckpt" "$work/spark-timings.json" "$work/spark-tree.json"
+  max_offsets_args=()
+  [[ -n "${SPARK_MAX_OFFSETS_PER_TRIGGER:-}" ]] && max_offsets_args=(--max-offsets-per-trigger "$SPARK_MAX_OFFSETS_PER_TRIGGER")
+  log "running the Spark job (log: $work/spark.log)"
+  # SPARK_LOCAL_IP: no hostname lookup and no "resolves to a loopback address" warning.
+  # JAVA_HOME unset is fine: spark-submit then uses the java on PATH (17 here).
+  t0="$(now)"
+  SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$py" /usr/bin/time -f %M -o "$work/spark.rss" \
+    "$py" scripts/bench/spark_consume.py run --bootstrap "$bootstrap" --topic "$topic" \
+    --out "$out" --checkpoint "$ckpt" --jars "$spark_jars" --driver-memory "$driver_memory" \
+    --timings "$work/spark-timings.json" "${max_offsets_args[@]}" >"$work/spark.log" 2>&1 &
+  spark_pid=$!
+  python3 scripts/bench/rss_tree.py "$spark_pid" "$work/spark-tree.json" 0.2 &
+  sampler_pid=$!
+  spark_rc=0
+  wait "$spark_pid" || spark_rc=$?
+  t1="$(now)"
+  # The sampler ends once every process of the tree is gone (the JVM may outlive python).
+  wait "$sampler_pid"
+  if ((spark_rc != 0)); then
+    tail -n 40 "$work/spark.log" >&2
+    die "the Spark job failed (exit $spark_rc); full log: $work/spark.log"
+  fi
+  spark_total="$(calc "round($t1 - $t0, 2)")"
+  read -r spark_version_run startup query stop batches input_rows < <(python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+print(t["spark_version"], round(t["startup_s"], 2), round(t["query_s"], 2), round(t["stop_s"], 2), t["micro_batches"], t["input_rows"])' "$work/spark-timings.json")
+  read -r tree_kib single_kib single_cmd outlived < <(python3 -c '
+import json, os, sys
+t = json.load(open(sys.argv[1]))
+names = ",".join(os.path.basename(c) for c in t["outlived_root"]) or "none"
+print(t["peak_tree_kib"], t["peak_single_kib"], t["peak_single_cmd"].split()[0], names)' "$work/spark-tree.json")
+  time_kib="$(cat "$work/spark.rss")"
+  parquet_rows="$("$py" scripts/bench/spark_consume.py count "$out")"
+  [[ "$parquet_rows" == "$records" ]] || die "Spark wrote $parquet_rows rows to $out, expected $records"
+  spark_rate="$(calc "round($records / $query)")"
+fi
+
+# ---------------------------------------------------------------------------------------
+mib() { calc "round($1 / 1024)"; }
+echo
+echo "== consume baselines: $records records (topic $topic, 3 partitions), $(date -I)"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); Kafka $kafka_version on $bootstrap"
+echo "kcat $kcat_version"
+echo "  kcat -C -o beginning -e -q > /dev/null: $kcat_rate records/s (median of $kcat_runs: ${kcat_rates[*]}), peak RSS $(mib "$kcat_peak") MiB"
+if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
+  echo "Spark $spark_version_run (pyspark, Scala $scala_binary, $(java -version 2>&1 | head -n 1)), local[2], driver memory $driver_memory"
+  echo "  query (start → awaitTermination, availableNow, maxOffsetsPerTrigger ${SPARK_MAX_OFFSETS_PER_TRIGGER:-unset}; $batches micro-batch(es), $input_rows input rows): $query s = $spark_rate records/s"
+  echo "  start-up (python + JVM + SparkSession): $startup s; stop: $stop s; whole process: $spark_total s"
+  echo "  peak RSS, process tree summed (200 ms samples): $(mib "$tree_kib") MiB; largest single process: $(mib "$single_kib") MiB ($single_cmd)"
+  # %M covers only processes waited for: python does not wait for its JVM, which is then
+  # re-parented when python exits (outlived below) and never counted by /usr/bin/time.
+  echo "  peak RSS, /usr/bin/time %M: $(mib "$time_kib") MiB (processes that outlived python, so not in %M: $outlived)"
+  echo "  Parquet rows written (pyarrow): $parquet_rows"
+fi

@@ -1,0 +1,618 @@
+//! One topic's micro-batch loop: wait for the trigger, plan the next offset ranges, fetch the
+//! partitions concurrently, decode straight into Arrow, hand the rows to the sink, commit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{Checkpoint, Commit, Plan};
+use super::schema::RowDecoder;
+use super::{ConsumeError, TopicSummary};
+use crate::backoff::{Retry, RetryPolicy};
+use crate::settings::{
+    BadRecordPolicy, ColumnType, ConsumerSettings, DataLossPolicy, StartingOffsets, Trigger,
+};
+use crate::sink::Sink;
+
+/// Bytes one fetch may return per partition: large enough that a fetch is never the
+/// bottleneck, small enough for a small box.
+const FETCH_MAX_BYTES: i32 = 8 * 1024 * 1024;
+/// How long the broker may hold a fetch for data; ranges we fetch exist, so it rarely waits.
+const FETCH_MAX_WAIT_MS: i32 = 500;
+/// Fetched chunks queued for decoding: bounds memory while fetching runs ahead.
+const CHUNK_QUEUE: usize = 8;
+/// Bad records logged per batch when there is no `_bad_records/` directory (console sink).
+const BAD_RECORDS_LOGGED: usize = 10;
+
+/// Everything one topic's loop needs.
+pub struct TopicJob {
+    pub topic: String,
+    pub partitions: Vec<Arc<PartitionClient>>,
+    pub schema: IndexMap<String, ColumnType>,
+    /// `None` for the console sink, which keeps no state between runs.
+    pub checkpoint: Option<Checkpoint>,
+    /// Where bad records go (`OUTPUT/TOPIC/_bad_records/`); `None` logs them instead.
+    pub bad_records_dir: Option<PathBuf>,
+    /// Distinguishes the files of one instance among several.
+    pub instance_suffix: String,
+    pub settings: ConsumerSettings,
+    pub request_timeout: Duration,
+}
+
+/// A bad record as written to `_bad_records/`.
+#[derive(Debug, Clone, Serialize)]
+struct BadRecordEntry {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    payload: String,
+    reason: String,
+}
+
+struct Chunk {
+    partition: i32,
+    records: Vec<RecordAndOffset>,
+}
+
+/// The blocking half of a batch: decoding and writing. Moved into a blocking thread for the
+/// duration of a batch and back.
+struct BatchWriter {
+    topic: String,
+    decoder: RowDecoder,
+    sink: Box<dyn Sink>,
+    max_records_per_file: usize,
+    on_bad_record: BadRecordPolicy,
+}
+
+#[derive(Default)]
+struct BatchOutput {
+    rows: u64,
+    bad: Vec<BadRecordEntry>,
+}
+
+impl BatchWriter {
+    fn write_batch(
+        &mut self,
+        batch: u64,
+        mut chunks: mpsc::Receiver<Chunk>,
+    ) -> Result<BatchOutput, ConsumeError> {
+        self.decoder.finish(); // drop rows a failed attempt may have left
+        self.sink.begin(batch).map_err(|e| self.sink_error(e))?;
+        let mut out = BatchOutput::default();
+        while let Some(chunk) = chunks.blocking_recv() {
+            for r in chunk.records {
+                let payload = r.record.value.as_deref().unwrap_or_default();
+                let decoded = if r.record.value.is_none() {
+                    Err("the record has no value".to_string())
+                } else {
+                    self.decoder.decode(payload)
+                };
+                match decoded {
+                    Ok(()) => {
+                        out.rows += 1;
+                        if self.decoder.rows() >= self.max_records_per_file {
+                            let rows = self.decoder.finish();
+                            self.sink.write(&rows).map_err(|e| self.sink_error(e))?;
+                        }
+                    }
+                    Err(reason) if self.on_bad_record == BadRecordPolicy::Fail => {
+                        return Err(ConsumeError::BadRecord {
+                            topic: self.topic.clone(),
+                            partition: chunk.partition,
+                            offset: r.offset,
+                            reason,
+                        });
+                    }
+                    Err(reason) => out.bad.push(BadRecordEntry {
+                        topic: self.topic.clone(),
+                        partition: chunk.partition,
+                        offset: r.offset,
+                        payload: String::from_utf8_lossy(payload).into_owned(),
+                        reason,
+                    }),
+                }
+            }
+        }
+        if self.decoder.rows() > 0 {
+            let rows = self.decoder.finish();
+            self.sink.write(&rows).map_err(|e| self.sink_error(e))?;
+        }
+        Ok(out)
+    }
+
+    fn sink_error(&self, source: crate::sink::SinkError) -> ConsumeError {
+        ConsumeError::Sink {
+            topic: self.topic.clone(),
+            source,
+        }
+    }
+}
+
+/// Splits at most `limit` records (0 = no limit) across partitions in proportion to what each
+/// has waiting (`next..end`); remainders go to the largest fractions.
+pub fn allocate(waiting: &BTreeMap<i32, (i64, i64)>, limit: u64) -> BTreeMap<i32, (i64, i64)> {
+    let lag = |(next, end): (i64, i64)| (end - next).max(0) as u64;
+    let total: u64 = waiting.values().map(|&r| lag(r)).sum();
+    if limit == 0 || total <= limit {
+        return waiting
+            .iter()
+            .filter(|(_, r)| lag(**r) > 0)
+            .map(|(&p, &r)| (p, r))
+            .collect();
+    }
+    let mut shares: Vec<(i32, u64, u128)> = waiting
+        .iter()
+        .map(|(&p, &r)| {
+            let exact = limit as u128 * lag(r) as u128;
+            (p, (exact / total as u128) as u64, exact % total as u128)
+        })
+        .collect();
+    let mut left = limit - shares.iter().map(|s| s.1).sum::<u64>();
+    let mut by_fraction: Vec<usize> = (0..shares.len()).collect();
+    by_fraction.sort_by(|&a, &b| shares[b].2.cmp(&shares[a].2).then(a.cmp(&b)));
+    for i in by_fraction {
+        if left == 0 {
+            break;
+        }
+        shares[i].1 += 1;
+        left -= 1;
+    }
+    shares
+        .into_iter()
+        .filter(|&(_, take, _)| take > 0)
+        .map(|(p, take, _)| {
+            let (next, _) = waiting[&p];
+            (p, (next, next + take as i64))
+        })
+        .collect()
+}
+
+async fn offsets(
+    job: &TopicJob,
+    at: OffsetAt,
+    policy: RetryPolicy,
+) -> Result<BTreeMap<i32, i64>, ConsumeError> {
+    let mut out = BTreeMap::new();
+    for client in &job.partitions {
+        let what = format!("reading offsets of {}/{}", job.topic, client.partition());
+        let offset =
+            crate::kafka::retrying(policy, job.request_timeout, &what, || client.get_offset(at))
+                .await
+                .map_err(|error| ConsumeError::GaveUp {
+                    topic: job.topic.clone(),
+                    error,
+                })?;
+        out.insert(client.partition(), offset);
+    }
+    Ok(out)
+}
+
+/// Runs one topic until its stream is drained (available-now) or shutdown.
+pub async fn run_topic(
+    job: TopicJob,
+    sink: Box<dyn Sink>,
+    shutdown: CancellationToken,
+) -> Result<TopicSummary, ConsumeError> {
+    let started = Instant::now();
+    let settings = job.settings.clone();
+    let policy = settings.retry_policy();
+    let mut summary = TopicSummary {
+        topic: job.topic.clone(),
+        ..TopicSummary::default()
+    };
+    let checkpoint_error = |topic: &str| {
+        let topic = topic.to_string();
+        move |source| ConsumeError::Checkpoint {
+            topic: topic.clone(),
+            source,
+        }
+    };
+
+    let recovered = match &job.checkpoint {
+        Some(c) => c.recover().map_err(checkpoint_error(&job.topic))?,
+        None => Default::default(),
+    };
+    let mut next: BTreeMap<i32, i64> = recovered
+        .last_commit
+        .as_ref()
+        .map(|c| c.next_offsets.clone())
+        .unwrap_or_default();
+    let owned: Vec<i32> = job.partitions.iter().map(|c| c.partition()).collect();
+    next.retain(|p, _| owned.contains(p));
+    if next.len() < owned.len() {
+        let at = match settings.starting_offsets {
+            StartingOffsets::Earliest => OffsetAt::Earliest,
+            StartingOffsets::Latest => OffsetAt::Latest,
+        };
+        let start = offsets(&job, at, policy).await?;
+        for p in &owned {
+            next.entry(*p).or_insert(start[p]);
+        }
+    }
+    let mut batch = recovered.last_commit.as_ref().map_or(0, |c| c.batch + 1);
+
+    let mut writer = BatchWriter {
+        topic: job.topic.clone(),
+        decoder: RowDecoder::new(&job.schema),
+        sink,
+        max_records_per_file: settings.max_records_per_file,
+        on_bad_record: settings.on_bad_record,
+    };
+
+    if let Some(plan) = recovered.unfinished {
+        tracing::info!(topic = %job.topic, batch = plan.batch, ranges = ?plan.ranges, "replaying a batch that did not finish");
+        execute(&job, &mut writer, &plan, &mut next, &mut summary).await?;
+        batch = plan.batch + 1;
+    }
+
+    let trigger = settings.trigger();
+    let targets = match trigger {
+        Trigger::AvailableNow => Some(offsets(&job, OffsetAt::Latest, policy).await?),
+        Trigger::Every(_) => None,
+    };
+    let mut ticker = match trigger {
+        Trigger::Every(period) => {
+            let mut t = tokio::time::interval(period);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Some(t)
+        }
+        Trigger::AvailableNow => None,
+    };
+    loop {
+        if let Some(ticker) = &mut ticker {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let earliest = offsets(&job, OffsetAt::Earliest, policy).await?;
+        let latest = match &targets {
+            Some(targets) => targets.clone(),
+            None => offsets(&job, OffsetAt::Latest, policy).await?,
+        };
+        for (p, next_p) in next.iter_mut() {
+            let first = earliest[p];
+            if *next_p < first {
+                handle_data_loss(&job.topic, *p, *next_p, first, settings.on_data_loss)?;
+                *next_p = first;
+            }
+        }
+        let waiting: BTreeMap<i32, (i64, i64)> = next
+            .iter()
+            .map(|(&p, &n)| (p, (n, latest[&p].max(n))))
+            .collect();
+        let ranges = allocate(&waiting, settings.max_offsets_per_trigger);
+        if ranges.is_empty() {
+            if targets.is_some() {
+                break;
+            }
+            continue;
+        }
+        let plan = Plan { batch, ranges };
+        if let Some(c) = &job.checkpoint {
+            c.write_plan(&plan).map_err(checkpoint_error(&job.topic))?;
+        }
+        execute(&job, &mut writer, &plan, &mut next, &mut summary).await?;
+        batch += 1;
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn handle_data_loss(
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+    policy: DataLossPolicy,
+) -> Result<(), ConsumeError> {
+    match policy {
+        DataLossPolicy::Fail => Err(ConsumeError::DataLoss {
+            topic: topic.to_string(),
+            partition,
+            from,
+            to,
+        }),
+        DataLossPolicy::Skip => {
+            tracing::warn!(%topic, partition, from, to, "offsets no longer exist (retention removed them); skipping to the earliest available (consumer.on_data_loss = \"skip\")");
+            Ok(())
+        }
+    }
+}
+
+/// Runs one planned batch to its commit, retrying it whole (same ranges) after a fetch or
+/// write failure until the retry deadline.
+async fn execute(
+    job: &TopicJob,
+    writer: &mut BatchWriter,
+    plan: &Plan,
+    next: &mut BTreeMap<i32, i64>,
+    summary: &mut TopicSummary,
+) -> Result<(), ConsumeError> {
+    let mut retry = Retry::new(job.settings.retry_policy());
+    loop {
+        match attempt(job, writer, plan).await {
+            Ok((rows, bad, files)) => {
+                for (p, (_, end)) in &plan.ranges {
+                    next.insert(*p, *end);
+                }
+                let commit = Commit {
+                    batch: plan.batch,
+                    next_offsets: next.clone(),
+                    files: files.clone(),
+                    rows,
+                    bad_records: bad,
+                };
+                if let Some(c) = &job.checkpoint {
+                    c.write_commit(&commit)
+                        .map_err(|source| ConsumeError::Checkpoint {
+                            topic: job.topic.clone(),
+                            source,
+                        })?;
+                }
+                tracing::info!(topic = %job.topic, batch = plan.batch, rows, bad_records = bad, files = files.len(), "batch committed");
+                summary.batches += 1;
+                summary.rows += rows;
+                summary.bad_records += bad;
+                summary.files += files.len() as u64;
+                return Ok(());
+            }
+            Err(error) if error.is_retriable() => {
+                let Some(wait) = retry.failed() else {
+                    return Err(error);
+                };
+                tracing::warn!(topic = %job.topic, batch = plan.batch, %error, retry_in = ?wait, "batch failed; it is not committed and will be retried");
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// One try at a batch: returns rows written, bad records, and the files.
+async fn attempt(
+    job: &TopicJob,
+    writer: &mut BatchWriter,
+    plan: &Plan,
+) -> Result<(u64, u64, Vec<String>), ConsumeError> {
+    let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
+    let mut fetchers = Vec::new();
+    for (&partition, &(start, end)) in &plan.ranges {
+        let client = job
+            .partitions
+            .iter()
+            .find(|c| c.partition() == partition)
+            .map(Arc::clone)
+            .expect("planned partitions are owned");
+        let tx = tx.clone();
+        let (topic, settings, timeout) =
+            (job.topic.clone(), job.settings.clone(), job.request_timeout);
+        fetchers.push(tokio::spawn(async move {
+            fetch_range(&topic, &client, start, end, tx, &settings, timeout).await
+        }));
+    }
+    drop(tx);
+
+    // Decoding and file writing are blocking work: a blocking thread, with the writer lent.
+    let batch = plan.batch;
+    let mut lent = std::mem::replace(writer, placeholder_writer(&job.topic));
+    let handle = tokio::task::spawn_blocking(move || {
+        let result = lent.write_batch(batch, rx);
+        (lent, result)
+    });
+    let (returned, written) = handle.await.expect("batch writer panicked");
+    *writer = returned;
+    let mut fetch_error = None;
+    for f in fetchers {
+        if let Err(e) = f.await.expect("fetcher panicked") {
+            fetch_error.get_or_insert(e);
+        }
+    }
+    // A fetch failure closes the channel early: what was written is incomplete, not committed.
+    if let Some(e) = fetch_error {
+        return Err(e);
+    }
+    let output = written?;
+
+    let bad = output.bad.len() as u64;
+    if !output.bad.is_empty() {
+        match &job.bad_records_dir {
+            Some(dir) => write_bad_records(dir, batch, &job.instance_suffix, &output.bad).map_err(
+                |source| ConsumeError::Sink {
+                    topic: job.topic.clone(),
+                    source,
+                },
+            )?,
+            None => {
+                for b in output.bad.iter().take(BAD_RECORDS_LOGGED) {
+                    tracing::warn!(topic = %b.topic, partition = b.partition, offset = b.offset, reason = %b.reason, "bad record skipped");
+                }
+            }
+        }
+    }
+    let files = writer.sink.commit().map_err(|source| ConsumeError::Sink {
+        topic: job.topic.clone(),
+        source,
+    })?;
+    Ok((output.rows, bad, files))
+}
+
+fn placeholder_writer(topic: &str) -> BatchWriter {
+    BatchWriter {
+        topic: topic.to_string(),
+        decoder: RowDecoder::new(&IndexMap::new()),
+        sink: Box::new(NoSink),
+        max_records_per_file: 1,
+        on_bad_record: BadRecordPolicy::Skip,
+    }
+}
+
+/// Stands in for the real sink while it is lent to a blocking thread.
+struct NoSink;
+
+impl Sink for NoSink {
+    fn begin(&mut self, _: u64) -> Result<(), crate::sink::SinkError> {
+        Ok(())
+    }
+    fn write(
+        &mut self,
+        _: &arrow::record_batch::RecordBatch,
+    ) -> Result<(), crate::sink::SinkError> {
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<Vec<String>, crate::sink::SinkError> {
+        Ok(Vec::new())
+    }
+}
+
+/// `_bad_records/batch-<batch><suffix>.jsonl`, written whole or not at all.
+fn write_bad_records(
+    dir: &std::path::Path,
+    batch: u64,
+    suffix: &str,
+    bad: &[BadRecordEntry],
+) -> Result<(), crate::sink::SinkError> {
+    use std::io::Write;
+    let io = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| crate::sink::SinkError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(format!("batch-{batch:08}{suffix}.jsonl"));
+    let tmp = dir.join(format!(".batch-{batch:08}{suffix}.jsonl.tmp"));
+    let mut text = Vec::new();
+    for b in bad {
+        serde_json::to_writer(&mut text, b).expect("bad record entries serialize");
+        text.push(b'\n');
+    }
+    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    crate::sink::sync_dir(dir)
+}
+
+/// Fetches `[start, end)` of one partition into `out`, in order.
+async fn fetch_range(
+    topic: &str,
+    client: &PartitionClient,
+    start: i64,
+    end: i64,
+    out: mpsc::Sender<Chunk>,
+    settings: &ConsumerSettings,
+    timeout: Duration,
+) -> Result<(), ConsumeError> {
+    let partition = client.partition();
+    let mut offset = start;
+    let mut retry = Retry::new(settings.retry_policy());
+    let mut empty_fetches = 0;
+    while offset < end {
+        let fetched = tokio::time::timeout(
+            timeout,
+            client.fetch_records(offset, 1..FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS),
+        )
+        .await;
+        let error = match fetched {
+            Ok(Ok((mut records, _high_watermark))) => {
+                retry.succeeded();
+                records.retain(|r| r.offset >= offset && r.offset < end);
+                let Some(last) = records.last() else {
+                    // Only control records or a compacted gap: a few empty answers in a row
+                    // mean the range cannot be read.
+                    empty_fetches += 1;
+                    if empty_fetches > 10 {
+                        return Err(ConsumeError::GaveUp {
+                            topic: topic.to_string(),
+                            error: format!(
+                                "partition {partition}: the broker returns no records for offsets {offset}..{end}"
+                            ),
+                        });
+                    }
+                    continue;
+                };
+                empty_fetches = 0;
+                offset = last.offset + 1;
+                if out.send(Chunk { partition, records }).await.is_err() {
+                    return Ok(()); // the writer stopped; its error is reported
+                }
+                continue;
+            }
+            Ok(Err(ClientError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            })) => {
+                let earliest = client
+                    .get_offset(OffsetAt::Earliest)
+                    .await
+                    .unwrap_or(offset);
+                if earliest > offset {
+                    handle_data_loss(topic, partition, offset, earliest, settings.on_data_loss)?;
+                    offset = earliest;
+                    continue;
+                }
+                "offset out of range".to_string()
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        let Some(wait) = retry.failed() else {
+            return Err(ConsumeError::GaveUp {
+                topic: topic.to_string(),
+                error: format!("fetching partition {partition} at offset {offset}: {error}"),
+            });
+        };
+        tracing::warn!(%topic, partition, offset, %error, retry_in = ?wait, "fetch failed; retrying");
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(parts: &[(i32, i64, i64)]) -> BTreeMap<i32, (i64, i64)> {
+        parts.iter().map(|&(p, n, e)| (p, (n, e))).collect()
+    }
+
+    #[test]
+    fn takes_everything_under_the_limit() {
+        let w = waiting(&[(0, 0, 10), (1, 5, 5), (2, 3, 8)]);
+        assert_eq!(allocate(&w, 100), waiting(&[(0, 0, 10), (2, 3, 8)]));
+        assert_eq!(allocate(&w, 0), waiting(&[(0, 0, 10), (2, 3, 8)]));
+    }
+
+    #[test]
+    fn splits_the_limit_in_proportion_to_what_waits() {
+        // 600, 300, 100 waiting; 100 allowed → 60, 30, 10.
+        let w = waiting(&[(0, 0, 600), (1, 1000, 1300), (2, 0, 100)]);
+        assert_eq!(
+            allocate(&w, 100),
+            waiting(&[(0, 0, 60), (1, 1000, 1030), (2, 0, 10)])
+        );
+        // Remainders go to the largest fractions and the total is exact.
+        let w = waiting(&[(0, 0, 1), (1, 0, 1), (2, 0, 1)]);
+        let a = allocate(&w, 2);
+        assert_eq!(a.values().map(|(s, e)| e - s).sum::<i64>(), 2);
+        let w = waiting(&[(0, 0, 7), (1, 0, 7), (2, 0, 7)]);
+        let a = allocate(&w, 10);
+        assert_eq!(a.values().map(|(s, e)| e - s).sum::<i64>(), 10);
+        assert!(a.values().all(|(s, e)| (3..=4).contains(&(e - s))));
+    }
+}

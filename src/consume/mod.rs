@@ -1,0 +1,380 @@
+//! `consume`: the Spark replacement. Per topic, micro-batches read from Kafka with `rskafka`,
+//! decoded straight into Arrow by the topic's schema, written by a sink (Parquet or console),
+//! and checkpointed so the output survives crashes exactly once.
+//!
+//! Topics run concurrently, one loop each ([`engine`]); partitions of a batch are fetched
+//! concurrently. Without consumer groups in rskafka, the consumer owns its offsets: several
+//! processes split a topic with `--partitions`/`--instance`, each with its own checkpoint and
+//! file names.
+
+pub mod checkpoint;
+mod engine;
+pub mod schema;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::partition::UnknownTopicHandling;
+use tokio_util::sync::CancellationToken;
+
+pub use engine::allocate;
+
+use crate::kafka::{KafkaClient, KafkaError, metadata};
+use crate::settings::Settings;
+use crate::sink::{ConsoleSink, ParquetSink, Sink, SinkError};
+use checkpoint::{Checkpoint, CheckpointError};
+use engine::TopicJob;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    Parquet,
+    Console,
+}
+
+/// Which partitions of each topic this process owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionSelection {
+    All,
+    /// `--partitions 0,2`
+    List(Vec<i32>),
+    /// `--instance I/N`: partitions `p` with `p % N == I`.
+    Instance {
+        index: u32,
+        count: u32,
+    },
+}
+
+impl PartitionSelection {
+    /// Parses `I/N` for `--instance`.
+    pub fn parse_instance(text: &str) -> Result<Self, String> {
+        let (i, n) = text.split_once('/').ok_or("expected I/N, like 0/2")?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("{i:?} is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{n:?} is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("instance {index}/{count}: I must be below N"));
+        }
+        Ok(Self::Instance { index, count })
+    }
+
+    fn owns(&self, partition: i32) -> bool {
+        match self {
+            Self::All => true,
+            Self::List(list) => list.contains(&partition),
+            Self::Instance { index, count } => partition as u32 % count == *index,
+        }
+    }
+
+    /// Added to file and checkpoint names so instances sharing an output dir never collide.
+    pub fn identity(&self) -> String {
+        match self {
+            Self::All => "all".into(),
+            Self::List(list) => format!(
+                "p{}",
+                list.iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("-")
+            ),
+            Self::Instance { index, count } => format!("i{index}of{count}"),
+        }
+    }
+
+    fn file_suffix(&self) -> String {
+        match self {
+            Self::All => String::new(),
+            _ => format!("-{}", self.identity()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    pub sink: SinkKind,
+    /// `None`: every topic with a schema.
+    pub topics: Option<Vec<String>>,
+    pub partitions: PartitionSelection,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(
+        "topic {topic:?} has no schema; topics with one: {configured} (add [consumer.topics.{topic}.schema] to the config)"
+    )]
+    NoSchema { topic: String, configured: String },
+    #[error(
+        "topic {topic:?} does not exist; create it with `factorypal admin create-topic {topic}` or check --topics"
+    )]
+    MissingTopic { topic: String },
+    #[error("topic {topic} has partitions 0..{count}; --partitions named {partition}")]
+    NoSuchPartition {
+        topic: String,
+        partition: i32,
+        count: i32,
+    },
+    #[error("topic {topic}: this instance owns no partition (the topic has {count})")]
+    NothingOwned { topic: String, count: i32 },
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("topic {topic}: {source}")]
+    Checkpoint {
+        topic: String,
+        #[source]
+        source: CheckpointError,
+    },
+    #[error("topic {topic}: {source}")]
+    Sink {
+        topic: String,
+        #[source]
+        source: SinkError,
+    },
+    #[error(
+        "topic {topic}, partition {partition}: offsets {from}..{to} no longer exist (retention removed them before they were consumed); set consumer.on_data_loss = \"skip\" to continue from offset {to}"
+    )]
+    DataLoss {
+        topic: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    #[error(
+        "topic {topic}, partition {partition}, offset {offset}: bad record: {reason} (consumer.on_bad_record = \"fail\"; \"skip\" writes it to _bad_records/ and goes on)"
+    )]
+    BadRecord {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error(
+        "topic {topic}: gave up after consumer.retry_deadline: {error}; the checkpoint is intact, run again to continue"
+    )]
+    GaveUp { topic: String, error: String },
+}
+
+impl ConsumeError {
+    /// Errors a retry of the same batch can cure (a full disk freed, a file system back).
+    fn is_retriable(&self) -> bool {
+        matches!(self, Self::Sink { .. })
+    }
+
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::NoSchema { .. } | Self::NoSuchPartition { .. } | Self::NothingOwned { .. }
+        )
+    }
+}
+
+/// What one topic's run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicSummary {
+    pub topic: String,
+    pub batches: u64,
+    pub rows: u64,
+    pub bad_records: u64,
+    pub files: u64,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for TopicSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "{}: {} rows in {} batches, {} files, {} bad records, {:.2} s, {:.0} records/s",
+            self.topic,
+            self.rows,
+            self.batches,
+            self.files,
+            self.bad_records,
+            secs,
+            (self.rows + self.bad_records) as f64 / secs.max(1e-9)
+        )
+    }
+}
+
+/// Consumes the chosen topics until drained (`available-now`) or shutdown; prints a summary
+/// line per topic.
+pub async fn run(
+    settings: &Settings,
+    options: &ConsumeOptions,
+    shutdown: CancellationToken,
+) -> Result<Vec<TopicSummary>, ConsumeError> {
+    let consumer = &settings.consumer;
+    let configured = || {
+        consumer
+            .topics
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let topics: Vec<String> = match &options.topics {
+        Some(list) => list.clone(),
+        None => consumer.topics.keys().cloned().collect(),
+    };
+    for topic in &topics {
+        if !consumer.topics.contains_key(topic) {
+            return Err(ConsumeError::NoSchema {
+                topic: topic.clone(),
+                configured: configured(),
+            });
+        }
+        crate::kafka::validate_topic_name(topic)?;
+    }
+
+    let kafka = KafkaClient::connect(&settings.kafka).await?;
+    let client = Arc::new(kafka.client);
+    let meta = metadata::fetch(&settings.kafka, Some(&topics)).await?;
+    let mut jobs = Vec::new();
+    for topic in &topics {
+        let count = meta
+            .topics
+            .iter()
+            .find(|t| &t.name == topic && t.error_code != metadata::UNKNOWN_TOPIC)
+            .map(|t| t.partitions.len() as i32)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| ConsumeError::MissingTopic {
+                topic: topic.clone(),
+            })?;
+        if let PartitionSelection::List(list) = &options.partitions
+            && let Some(&bad) = list.iter().find(|&&p| p < 0 || p >= count)
+        {
+            return Err(ConsumeError::NoSuchPartition {
+                topic: topic.clone(),
+                partition: bad,
+                count,
+            });
+        }
+        let owned: Vec<i32> = (0..count).filter(|&p| options.partitions.owns(p)).collect();
+        if owned.is_empty() {
+            return Err(ConsumeError::NothingOwned {
+                topic: topic.clone(),
+                count,
+            });
+        }
+        let mut partitions = Vec::new();
+        for p in owned {
+            let what = format!("reaching the leader of {topic}/{p}");
+            let c = crate::kafka::retrying(
+                consumer.retry_policy(),
+                settings.kafka.timeout(),
+                &what,
+                || client.partition_client(topic.as_str(), p, UnknownTopicHandling::Retry),
+            )
+            .await
+            .map_err(|error| ConsumeError::GaveUp {
+                topic: topic.clone(),
+                error,
+            })?;
+            partitions.push(Arc::new(c));
+        }
+        jobs.push(job(settings, options, topic, partitions)?);
+    }
+
+    let mut tasks = Vec::new();
+    for (job, sink) in jobs {
+        tasks.push(tokio::spawn(engine::run_topic(job, sink, shutdown.clone())));
+    }
+    let mut summaries = Vec::new();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await.expect("topic task panicked") {
+            Ok(summary) => summaries.push(summary),
+            Err(error) => {
+                tracing::error!(%error, "topic failed");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if options.sink == SinkKind::Parquet {
+        for summary in &summaries {
+            println!("{summary}");
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(summaries),
+    }
+}
+
+fn job(
+    settings: &Settings,
+    options: &ConsumeOptions,
+    topic: &str,
+    partitions: Vec<Arc<rskafka::client::partition::PartitionClient>>,
+) -> Result<(TopicJob, Box<dyn Sink>), ConsumeError> {
+    let consumer = &settings.consumer;
+    let topic_dir = consumer.output.join(topic);
+    let suffix = options.partitions.file_suffix();
+    let (sink, checkpoint, bad_records_dir): (Box<dyn Sink>, _, _) = match options.sink {
+        SinkKind::Console => (
+            Box::new(ConsoleSink::new(topic, consumer.console_rows)),
+            None,
+            None,
+        ),
+        SinkKind::Parquet => {
+            let sink = ParquetSink::new(topic_dir.clone(), suffix.clone(), consumer.compression)
+                .map_err(|source| ConsumeError::Sink {
+                    topic: topic.to_string(),
+                    source,
+                })?;
+            let root: PathBuf = if consumer.checkpoint.as_os_str().is_empty() {
+                topic_dir.join("_checkpoint")
+            } else {
+                consumer.checkpoint.join(topic)
+            };
+            let checkpoint =
+                Checkpoint::open(root.join(options.partitions.identity())).map_err(|source| {
+                    ConsumeError::Checkpoint {
+                        topic: topic.to_string(),
+                        source,
+                    }
+                })?;
+            (
+                Box::new(sink),
+                Some(checkpoint),
+                Some(topic_dir.join("_bad_records")),
+            )
+        }
+    };
+    let job = TopicJob {
+        topic: topic.to_string(),
+        partitions,
+        schema: consumer.topics[topic].schema.clone(),
+        checkpoint,
+        bad_records_dir,
+        instance_suffix: suffix,
+        settings: consumer.clone(),
+        request_timeout: settings.kafka.timeout(),
+    };
+    Ok((job, sink))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_split_partitions_without_overlap() {
+        let a = PartitionSelection::parse_instance("0/2").unwrap();
+        let b = PartitionSelection::parse_instance("1/2").unwrap();
+        for p in 0..7 {
+            assert!(a.owns(p) != b.owns(p));
+        }
+        assert_eq!(a.identity(), "i0of2");
+        assert_eq!(a.file_suffix(), "-i0of2");
+        assert_eq!(PartitionSelection::All.file_suffix(), "");
+        assert_eq!(PartitionSelection::List(vec![0, 2]).identity(), "p0-2");
+        assert!(PartitionSelection::parse_instance("2/2").is_err());
+        assert!(PartitionSelection::parse_instance("x").is_err());
+    }
+}

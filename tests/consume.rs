@@ -1,0 +1,585 @@
+//! `consume` end to end: records produced into the real broker by the real pipeline, consumed
+//! by the real binary to Parquet, read back by pyarrow and DuckDB (independent readers).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{
+    bootstrap, factorypal, run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
+};
+use serde_json::Value;
+
+/// The Python with pyarrow and duckdb that scripts/test.sh installs.
+fn python() -> String {
+    std::env::var("FACTORYPAL_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "FACTORYPAL_TEST_PYTHON is not set: run the tests with scripts/test.sh (it installs \
+             pyarrow and duckdb into target/pyenv), or set it to a python with both"
+        )
+    })
+}
+
+/// What pyarrow and DuckDB read from a topic's output directory.
+struct ParquetView {
+    schema: Vec<(String, String)>,
+    rows: Vec<HashMap<String, Value>>,
+}
+
+fn read_parquet(topic_dir: &Path) -> ParquetView {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_parquet.py");
+    let out = run_with_timeout(
+        std::process::Command::new(python())
+            .arg(script)
+            .arg(topic_dir),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "read_parquet.py: {}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        v["pyarrow_rows"], v["duckdb_rows"],
+        "the two readers disagree"
+    );
+    ParquetView {
+        schema: v["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f[0].as_str().unwrap().into(), f[1].as_str().unwrap().into()))
+            .collect(),
+        rows: serde_json::from_value(v["rows"].clone()).unwrap(),
+    }
+}
+
+/// A config whose consumer writes under `dir/out` with schemas for `metrics` and
+/// `workorder` topics named as given.
+fn write_config(dir: &Path, metrics: &str, workorder: &str, consumer_extra: &str) {
+    let text = format!(
+        "[consumer]\noutput = \"out\"\n{consumer_extra}\n\
+         [consumer.topics.{metrics}.schema]\nid = \"int32\"\nval = \"float64\"\ntime = \"timestamp\"\n\
+         [consumer.topics.{workorder}.schema]\ntime = \"timestamp\"\nproduct = \"int32\"\nproduction = \"float64\"\n"
+    );
+    std::fs::write(dir.join("c.toml"), text).unwrap();
+}
+
+fn consume_cmd(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = factorypal(dir);
+    cmd.args(["--config", "c.toml", "--bootstrap", &bootstrap(), "consume"])
+        .args(args);
+    cmd
+}
+
+fn consume(dir: &Path, args: &[&str]) -> Output {
+    run_with_timeout(&mut consume_cmd(dir, args), Duration::from_secs(180))
+}
+
+/// Produces `data`'s metrics (and workorder) into new topics with the real producer.
+async fn fill(data: &Path, metrics: &str, workorder: &str, partitions: &str) {
+    let (api, stop_api, _) = start_api(data, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[admin]\npartitions = {partitions}\n[producer]\napi_url = \"http://{api}\"\n\
+         [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n\
+         [[producer.sources]]\nname = \"workorder\"\npath = \"/stream_data_workorder\"\ntopic = \"{workorder}\"\nkey = \"product\"\n"
+    );
+    std::fs::write(dir.path().join("p.toml"), config).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            run_with_timeout(
+                factorypal(&dir).args([
+                    "--config",
+                    "p.toml",
+                    "--bootstrap",
+                    &bootstrap(),
+                    "produce",
+                    "--all",
+                    "--create-topics",
+                ]),
+                Duration::from_secs(180),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "produce: {}", stderr(&out));
+    stop_api.cancel();
+}
+
+/// The source records of a data file, keyed by (id or product, time) for comparison.
+fn source_records(file: &Path) -> Vec<Value> {
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}
+
+/// Checks the Parquet rows are exactly the source metrics, each once.
+fn assert_metrics_once(view: &ParquetView, source: &[Value]) {
+    assert_eq!(
+        view.schema,
+        [
+            ("id".to_string(), "int32".to_string()),
+            ("val".into(), "double".into()),
+            ("time".into(), "timestamp[us, tz=UTC]".into()),
+        ]
+    );
+    assert_eq!(view.rows.len(), source.len(), "row count");
+    let mut expected: HashMap<i64, (i64, f64)> = HashMap::new();
+    for r in source {
+        let time = r["time"].as_i64().unwrap() * 1_000_000;
+        expected.insert(
+            time,
+            (r["id"].as_i64().unwrap(), r["val"].as_f64().unwrap()),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for row in &view.rows {
+        let time = row["time"].as_i64().unwrap();
+        assert!(seen.insert(time), "row with time {time} appears twice");
+        let (id, val) = expected
+            .get(&time)
+            .unwrap_or_else(|| panic!("unexpected row {row:?}"));
+        assert_eq!(row["id"].as_i64().unwrap(), *id);
+        assert_eq!(
+            row["val"].as_f64().unwrap(),
+            *val,
+            "float64 keeps every digit"
+        );
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sample_data_reaches_parquet_once_with_the_configured_types() {
+    let metrics = unique_topic("c-metrics");
+    let workorder = unique_topic("c-workorder");
+    fill(&repo().join("data_source"), &metrics, &workorder, "3").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &metrics, &workorder, "");
+    // 1000 per trigger (the default): several batches; 2500 rows per file.
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            consume(
+                &dir,
+                &[
+                    "--trigger",
+                    "available-now",
+                    "--max-records-per-file",
+                    "400",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(
+        summary.contains(&format!("{metrics}: 7000 rows in 7 batches")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("{workorder}: 576 rows in 1 batches")),
+        "{summary}"
+    );
+
+    let out_dir = dir.path().join("out");
+    let view = read_parquet(&out_dir.join(&metrics));
+    assert_metrics_once(
+        &view,
+        &source_records(&repo().join("data_source/metrics.json")),
+    );
+    // File layout: zero-padded batch and chunk numbers, at most 400 rows each.
+    let mut files: Vec<String> = std::fs::read_dir(out_dir.join(&metrics))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.first().map(String::as_str),
+        Some("part-00000000-0000.parquet")
+    );
+    assert!(
+        files
+            .iter()
+            .all(|f| f.len() == "part-00000000-0000.parquet".len())
+    );
+    assert_eq!(
+        files.len(),
+        7 * 3,
+        "each 1000-record batch makes three files of ≤ 400 rows"
+    );
+
+    let view = read_parquet(&out_dir.join(&workorder));
+    assert_eq!(
+        view.schema[0],
+        ("time".to_string(), "timestamp[us, tz=UTC]".to_string())
+    );
+    assert_eq!(view.schema[1].1, "int32");
+    assert_eq!(view.rows.len(), 576);
+
+    // A second run finds nothing new: the checkpoint holds, nothing is written twice.
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || consume(&dir, &["--trigger", "available-now"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("{metrics}: 0 rows in 0 batches")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(read_parquet(&out_dir.join(&metrics)).rows.len(), 7000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_moments_still_writes_every_record_once() {
+    let data = tempfile::tempdir().unwrap();
+    let out = factorypal(data.path())
+        .args([
+            "gen-data",
+            "--out",
+            ".",
+            "--metrics",
+            "150000",
+            "--workorders",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let metrics = unique_topic("c-kill-m");
+    let workorder = unique_topic("c-kill-w");
+    fill(data.path(), &metrics, &workorder, "3").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &metrics, &workorder, "");
+    let args = [
+        "--topics",
+        metrics.as_str(),
+        "--trigger",
+        "available-now",
+        "--max-offsets-per-trigger",
+        "3000",
+        "--max-records-per-file",
+        "700",
+    ];
+    // Kill at pseudo-random moments (fixed seed: a failure can be replayed).
+    let mut seed: u64 = 0x5eed;
+    let mut kills = 0;
+    let started = Instant::now();
+    loop {
+        let mut child = consume_cmd(dir.path(), &args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = Duration::from_millis(150 + seed % 700);
+        tokio::time::sleep(wait).await;
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before this kill: the run is complete
+        }
+        send_signal(child.id(), "KILL");
+        child.wait().unwrap();
+        kills += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "never finished"
+        );
+    }
+    assert!(
+        kills >= 5,
+        "only {kills} kills landed; the run is too fast for this test"
+    );
+    // One last run to completion, cleanly.
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || consume(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view = read_parquet(&dir.path().join("out").join(&metrics));
+    assert_metrics_once(&view, &source_records(&data.path().join("metrics.json")));
+    eprintln!("{kills} SIGKILLs; every record once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_split_a_topic_and_find_every_record_once() {
+    let metrics = unique_topic("c-inst-m");
+    let workorder = unique_topic("c-inst-w");
+    fill(&repo().join("data_source"), &metrics, &workorder, "4").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &metrics, &workorder, "");
+    let run = |instance: &'static str| {
+        let dir = dir.path().to_path_buf();
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            consume(
+                &dir,
+                &[
+                    "--topics",
+                    &metrics,
+                    "--trigger",
+                    "available-now",
+                    "--instance",
+                    instance,
+                ],
+            )
+        })
+    };
+    let (a, b) = (run("0/2"), run("1/2"));
+    for out in [a.await.unwrap(), b.await.unwrap()] {
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let topic_dir = dir.path().join("out").join(&metrics);
+    let names: Vec<String> = std::fs::read_dir(&topic_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("-i0of2.parquet")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("-i1of2.parquet")),
+        "{names:?}"
+    );
+    assert!(topic_dir.join("_checkpoint/i0of2").is_dir());
+    assert!(topic_dir.join("_checkpoint/i1of2").is_dir());
+    let view = read_parquet(&topic_dir);
+    assert_metrics_once(
+        &view,
+        &source_records(&repo().join("data_source/metrics.json")),
+    );
+}
+
+/// Writes raw payloads to partition 0 of a new 1-partition topic with kcat.
+fn raw_topic(payloads: &[&str]) -> String {
+    let topic = unique_topic("c-raw");
+    let out = run_with_timeout(
+        factorypal(Path::new(".")).args([
+            "--bootstrap",
+            &bootstrap(),
+            "admin",
+            "create-topic",
+            &topic,
+            "--partitions",
+            "1",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut kcat = std::process::Command::new("kcat")
+        .args(["-b", &bootstrap(), "-P", "-t", &topic, "-p", "0"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    kcat.stdin
+        .take()
+        .unwrap()
+        .write_all(payloads.join("\n").as_bytes())
+        .unwrap();
+    assert!(kcat.wait().unwrap().success());
+    topic
+}
+
+#[test]
+fn bad_records_go_to_bad_records_or_stop_the_batch() {
+    let topic = raw_topic(&[
+        r#"{"id": 1, "val": 1.5, "time": 1767225600}"#,
+        r#"not json"#,
+        r#"{"id": "one", "val": 2.5, "time": 1767225601}"#,
+        r#"[1, 2, 3]"#,
+        r#"{"id": 2, "time": "2026-01-01T00:00:02Z"}"#,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &topic, "unused-workorder", "");
+    let out = consume(
+        dir.path(),
+        &["--topics", &topic, "--trigger", "available-now"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 rows in 1 batches, 1 files, 3 bad records"),
+        "{}",
+        stdout(&out)
+    );
+
+    let bad_dir = dir.path().join("out").join(&topic).join("_bad_records");
+    let text = std::fs::read_to_string(bad_dir.join("batch-00000000.jsonl")).unwrap();
+    let bad: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(bad.len(), 3);
+    let offsets: Vec<i64> = bad.iter().map(|b| b["offset"].as_i64().unwrap()).collect();
+    assert_eq!(offsets, [1, 2, 3]);
+    assert_eq!(bad[0]["topic"], topic.as_str());
+    assert_eq!(bad[0]["partition"], 0);
+    assert_eq!(bad[0]["payload"], "not json");
+    assert!(
+        bad[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("field `id` should be an int32"),
+        "{}",
+        bad[1]
+    );
+    let view = read_parquet(&dir.path().join("out").join(&topic));
+    assert_eq!(view.rows.len(), 2);
+    assert!(view.rows[1]["val"].is_null(), "a missing field is null");
+    assert_eq!(view.rows[1]["time"].as_i64(), Some(1_767_225_602_000_000));
+
+    // fail mode: stops with exit 1, naming topic, partition and offset; nothing committed.
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &topic,
+        "unused-workorder",
+        "on_bad_record = \"fail\"",
+    );
+    let out = consume(
+        dir.path(),
+        &["--topics", &topic, "--trigger", "available-now"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&topic) && err.contains("partition 0, offset 1"),
+        "{err}"
+    );
+    let checkpoint = dir.path().join("out").join(&topic).join("_checkpoint/all");
+    assert!(!std::fs::read_dir(&checkpoint).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".commit.json")
+    }));
+}
+
+#[test]
+fn a_missing_topic_or_schema_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique_topic("c-missing");
+    write_config(dir.path(), &topic, "unused-workorder", "");
+    let out = consume(
+        dir.path(),
+        &["--topics", &topic, "--trigger", "available-now"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&topic), "{}", stderr(&out));
+
+    let out = consume(
+        dir.path(),
+        &["--topics", "no-schema-here", "--trigger", "available-now"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("has no schema"), "{}", stderr(&out));
+}
+
+#[test]
+fn console_sink_prints_batches_like_spark() {
+    let topic = raw_topic(&[
+        r#"{"id": 1, "val": 1.5, "time": 1767225600}"#,
+        r#"{"id": 2, "val": 2.5, "time": 1767225601}"#,
+        r#"{"id": 3, "val": 3.5, "time": 1767225602}"#,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &topic, "unused-workorder", "console_rows = 2");
+    let out = consume(
+        dir.path(),
+        &[
+            "--sink",
+            "console",
+            "--topics",
+            &topic,
+            "--trigger",
+            "available-now",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Batch: 0"), "{text}");
+    assert!(text.contains("| id | val | time"), "{text}");
+    assert!(text.contains("2026-01-01T00:00:00Z"), "{text}");
+    assert!(text.contains("only showing top 2 of 3 rows"), "{text}");
+    assert!(
+        !dir.path().join("out").exists(),
+        "the console sink writes no files"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_removed_by_retention_fail_unless_skipped() {
+    let topic = raw_topic(&[
+        r#"{"id": 1, "time": 1}"#,
+        r#"{"id": 2, "time": 2}"#,
+        r#"{"id": 3, "time": 3}"#,
+        r#"{"id": 4, "time": 4}"#,
+    ]);
+    // Delete the first two records, as retention would.
+    let client = rskafka::client::ClientBuilder::new(vec![bootstrap()])
+        .build()
+        .await
+        .unwrap();
+    let partition = client
+        .partition_client(
+            topic.clone(),
+            0,
+            rskafka::client::partition::UnknownTopicHandling::Retry,
+        )
+        .await
+        .unwrap();
+    partition.delete_records(2, 10_000).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    // A checkpoint from an earlier run that stopped at offset 0.
+    let checkpoint = dir.path().join("out").join(&topic).join("_checkpoint/all");
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    std::fs::write(
+        checkpoint.join("000000000000.commit.json"),
+        r#"{"batch": 0, "next_offsets": {"0": 0}, "files": [], "rows": 0, "bad_records": 0}"#,
+    )
+    .unwrap();
+    write_config(dir.path(), &topic, "unused-workorder", "");
+    let run = |dir: PathBuf, topic: String| {
+        tokio::task::spawn_blocking(move || {
+            consume(&dir, &["--topics", &topic, "--trigger", "available-now"])
+        })
+    };
+    let out = run(dir.path().into(), topic.clone()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("partition 0: offsets 0..2 no longer exist") && err.contains("on_data_loss"),
+        "{err}"
+    );
+
+    write_config(
+        dir.path(),
+        &topic,
+        "unused-workorder",
+        "on_data_loss = \"skip\"",
+    );
+    let out = run(dir.path().into(), topic.clone()).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 rows in 1 batches"),
+        "{}",
+        stdout(&out)
+    );
+}
