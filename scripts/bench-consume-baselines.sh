@@ -11,6 +11,7 @@
 #   BENCH_TOPIC=NAME            consume this existing topic (needs FACTORYPAL_BENCH_BOOTSTRAP);
 #                               RECORDS is then what the topic holds
 #   BENCH_KCAT_RUNS=3           kcat is quick and noisy: run it this often, report the median
+#   BENCH_SPARK_RUNS=1          Spark runs (each ~20 s); the median query time is reported
 #   BENCH_SKIP_SPARK=1          kcat only
 #   SPARK_DRIVER_MEMORY=1g      heap of Spark's one JVM (driver = executor in local mode)
 #   SPARK_MAX_OFFSETS_PER_TRIGGER=N   the seed job used 1000; default unset (one micro-batch)
@@ -121,8 +122,8 @@ else
   export KAFKA_PORT KAFKA_DIR
   bootstrap="$(scripts/kafka-local.sh start | tail -n 1)"
 fi
-kafka_version="${KAFKA_VERSION:-4.3.1}"
-[[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]] && kafka_version="(external broker at $bootstrap)"
+kafka_version="Kafka ${KAFKA_VERSION:-4.3.1} (scripts/kafka-local.sh)"
+[[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]] && kafka_version="external broker"
 topic="${BENCH_TOPIC:-bench-consume-$(date +%s)}"
 
 # Every factorypal call gets this config, never config/default.toml: the benchmark must not
@@ -155,7 +156,9 @@ else
   if [[ ! -f "$data/metrics.json" ]]; then
     fp gen-data --out "$data" --metrics "$records" >&2
   fi
-  fp serve-api --bind "127.0.0.1:$api_port" --data-dir "$data" --delay 0 &
+  # "$bin" itself, not fp: a backgrounded function is a subshell, and $! would be the
+  # subshell's pid, so the kill below would leave the server running.
+  "$bin" -q --config "$cfg" serve-api --bind "127.0.0.1:$api_port" --data-dir "$data" --delay 0 &
   pids+=($!)
   until curl -sf "http://127.0.0.1:$api_port/healthz" >/dev/null 2>&1; do sleep 0.1; done
   fp admin create-topic "$topic" --partitions 3 >/dev/null
@@ -178,66 +181,111 @@ kcat_version="$(kcat -V 2>&1 | sed -nE 's/^Version ([^ ]+) .*(librdkafka [^ ]+).
 # timed runs, as Spark's run will find it warm too).
 kcat_count="$(kcat -b "$bootstrap" -C -t "$topic" -o beginning -e -q -f '%o\n' | wc -l)"
 [[ "$kcat_count" == "$records" ]] || die "kcat read $kcat_count records, expected $records"
-kcat_rates=()
-kcat_rss=()
-for ((i = 1; i <= kcat_runs; i++)); do
+# Our broker's pid, so the samplers can tell its CPU time from that of strangers.
+broker_pid=0
+[[ -n "${KAFKA_DIR:-}" && -f "$KAFKA_DIR/kafka.pid" ]] && broker_pid="$(<"$KAFKA_DIR/kafka.pid")"
+# Run a command under /usr/bin/time (peak RSS to $1) and rss_tree.py (tree memory and the
+# CPU others took meanwhile, to $2); stdout/stderr go to $3. Sets measure_rc and measure_s.
+measure() {
+  local rss_out="$1" tree_out="$2" log_out="$3" t0 pid sampler
+  shift 3
   t0="$(now)"
-  /usr/bin/time -f %M -o "$work/kcat.rss" kcat -b "$bootstrap" -C -t "$topic" -o beginning -e -q >/dev/null
-  t1="$(now)"
-  kcat_rates+=("$(calc "round($records / ($t1 - $t0))")")
-  kcat_rss+=("$(cat "$work/kcat.rss")")
-  log "kcat run $i: $(calc "round($t1 - $t0, 3)") s, ${kcat_rates[-1]} records/s, peak RSS ${kcat_rss[-1]} KiB"
-done
+  /usr/bin/time -f %M -o "$rss_out" "$@" >"$log_out" 2>&1 &
+  pid=$!
+  python3 scripts/bench/rss_tree.py "$pid" "$tree_out" 0.2 "$broker_pid" &
+  sampler=$!
+  measure_rc=0
+  wait "$pid" || measure_rc=$?
+  measure_s="$(calc "$(now) - $t0")"
+  # The sampler ends once every process of the tree is gone (Spark's JVM outlives python).
+  wait "$sampler"
+}
+foreign() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["foreign_cpu_s"])' "$1"; }
+
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-kcat_rate="$(median "${kcat_rates[@]}")"
-kcat_peak="$(printf '%s\n' "${kcat_rss[@]}" | sort -n | tail -n 1)"
+
+# kcat_runs timed runs of one kcat command line; appends a summary line to kcat_summary.
+# Two variants: kcat's defaults, and fetch.wait.max.ms=10. With -e, librdkafka learns
+# that a partition is at its end only from a fetch that comes back empty, and the broker
+# holds an empty fetch for fetch.wait.max.ms (default 500): every run then ends with about
+# 0.5 s of idle waiting (kcat -o end -e, reading nothing, takes ~1 s). That is a fixed
+# cost of end detection, not of reading records, so the second variant shows the
+# throughput without it.
+kcat_summary=()
+kcat_variant() {
+  local label="$1" rates=() rss=() frn=() i
+  shift
+  for ((i = 1; i <= kcat_runs; i++)); do
+    measure "$work/kcat.rss" "$work/kcat-tree.json" /dev/null \
+      kcat -b "$bootstrap" -C -t "$topic" -o beginning -e -q "$@"
+    ((measure_rc == 0)) || die "kcat failed (exit $measure_rc)"
+    rates+=("$(calc "round($records / $measure_s)")")
+    rss+=("$(cat "$work/kcat.rss")")
+    frn+=("$(foreign "$work/kcat-tree.json")")
+    log "kcat ($label) run $i: $(calc "round($measure_s, 3)") s, ${rates[-1]} records/s, peak RSS ${rss[-1]} KiB, CPU taken by other processes ${frn[-1]} s"
+  done
+  kcat_summary+=("  kcat -C -o beginning -e -q${*:+ $*} > /dev/null ($label): $(median "${rates[@]}") records/s (median of $kcat_runs: ${rates[*]}), peak RSS $(calc "round($(printf '%s\n' "${rss[@]}" | sort -n | tail -n 1) / 1024)") MiB (per run, KiB: ${rss[*]}); CPU taken by other processes (s; ~0 = clean): ${frn[*]}")
+}
+kcat_variant "defaults"
+kcat_variant "no 0.5 s end-of-partition wait" -X fetch.wait.max.ms=10
 
 # ---------------------------------------------------------------------------------------
 # Spark: the old job, one process tree (python driver → spark-submit JVM). Its memory is
 # measured twice: /usr/bin/time's %M (the largest single process it waited for) and
 # scripts/bench/rss_tree.py (RSS of the whole tree summed, every 200 ms).
 
-if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
-  out="$work/spark-out"
-  ckpt="$work/spark-checkpoint"
+spark_run() {
+  local i="$1" out="$work/spark-out" ckpt="$work/spark-checkpoint" rc
   # Fresh output and checkpoint: a checkpoint from an earlier run would make the query
   # start after the offsets it already did, and read nothing.
   rm -rf "$out" "$ckpt" "$work/spark-timings.json" "$work/spark-tree.json"
-  max_offsets_args=()
+  local max_offsets_args=()
   [[ -n "${SPARK_MAX_OFFSETS_PER_TRIGGER:-}" ]] && max_offsets_args=(--max-offsets-per-trigger "$SPARK_MAX_OFFSETS_PER_TRIGGER")
-  log "running the Spark job (log: $work/spark.log)"
   # SPARK_LOCAL_IP: no hostname lookup and no "resolves to a loopback address" warning.
   # JAVA_HOME unset is fine: spark-submit then uses the java on PATH (17 here).
-  t0="$(now)"
-  SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$py" /usr/bin/time -f %M -o "$work/spark.rss" \
-    "$py" scripts/bench/spark_consume.py run --bootstrap "$bootstrap" --topic "$topic" \
-    --out "$out" --checkpoint "$ckpt" --jars "$spark_jars" --driver-memory "$driver_memory" \
-    --timings "$work/spark-timings.json" "${max_offsets_args[@]}" >"$work/spark.log" 2>&1 &
-  spark_pid=$!
-  python3 scripts/bench/rss_tree.py "$spark_pid" "$work/spark-tree.json" 0.2 &
-  sampler_pid=$!
-  spark_rc=0
-  wait "$spark_pid" || spark_rc=$?
-  t1="$(now)"
-  # The sampler ends once every process of the tree is gone (the JVM may outlive python).
-  wait "$sampler_pid"
-  if ((spark_rc != 0)); then
-    tail -n 40 "$work/spark.log" >&2
-    die "the Spark job failed (exit $spark_rc); full log: $work/spark.log"
+  SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$py" measure "$work/spark.rss" "$work/spark-tree.json" \
+    "$work/spark-$i.log" "$py" scripts/bench/spark_consume.py run --bootstrap "$bootstrap" \
+    --topic "$topic" --out "$out" --checkpoint "$ckpt" --jars "$spark_jars" \
+    --driver-memory "$driver_memory" --timings "$work/spark-timings.json" "${max_offsets_args[@]}"
+  rc="$measure_rc"
+  if ((rc != 0)); then
+    tail -n 40 "$work/spark-$i.log" >&2
+    die "the Spark job failed (exit $rc); full log: $work/spark-$i.log"
   fi
-  spark_total="$(calc "round($t1 - $t0, 2)")"
-  read -r spark_version_run startup query stop batches input_rows < <(python3 -c '
-import json, sys
-t = json.load(open(sys.argv[1]))
-print(t["spark_version"], round(t["startup_s"], 2), round(t["query_s"], 2), round(t["stop_s"], 2), t["micro_batches"], t["input_rows"])' "$work/spark-timings.json")
-  read -r tree_kib single_kib single_cmd outlived < <(python3 -c '
+  local rows
+  rows="$("$py" scripts/bench/spark_consume.py count "$out")"
+  [[ "$rows" == "$records" ]] || die "Spark wrote $rows rows to $out, expected $records"
+  # One line per run: query_s total_s startup_s stop_s batches input_rows tree_kib
+  # single_kib time_kib outlived parquet_rows foreign_cpu_s phases spark_version.
+  python3 - "$work/spark-timings.json" "$work/spark-tree.json" "$measure_s" \
+    "$(cat "$work/spark.rss")" "$rows" >>"$work/spark-runs" <<'PY'
 import json, os, sys
 t = json.load(open(sys.argv[1]))
-names = ",".join(os.path.basename(c) for c in t["outlived_root"]) or "none"
-print(t["peak_tree_kib"], t["peak_single_kib"], t["peak_single_cmd"].split()[0], names)' "$work/spark-tree.json")
-  time_kib="$(cat "$work/spark.rss")"
-  parquet_rows="$("$py" scripts/bench/spark_consume.py count "$out")"
-  [[ "$parquet_rows" == "$records" ]] || die "Spark wrote $parquet_rows rows to $out, expected $records"
+m = json.load(open(sys.argv[2]))
+outlived = ",".join(os.path.basename(c) for c in m["outlived_root"]) or "none"
+phases = ",".join(f"{k}={v}" for k, v in sorted(t["duration_ms"].items()))
+print(round(t["query_s"], 2), round(float(sys.argv[3]), 2), round(t["startup_s"], 2),
+      round(t["stop_s"], 2), t["micro_batches"], t["input_rows"], m["peak_tree_kib"],
+      m["peak_single_kib"], sys.argv[4], outlived, sys.argv[5], m["foreign_cpu_s"], phases,
+      t["spark_version"])
+PY
+  log "spark run $i: $(tail -n 1 "$work/spark-runs")"
+}
+
+if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
+  spark_runs="${BENCH_SPARK_RUNS:-1}"
+  rm -f "$work/spark-runs"
+  for ((i = 1; i <= spark_runs; i++)); do
+    log "Spark run $i of $spark_runs (log: $work/spark-$i.log)"
+    spark_run "$i"
+  done
+  # The run with the median query time stands for all (all query times are listed).
+  read -r query spark_total startup stop batches input_rows tree_kib single_kib time_kib \
+    outlived parquet_rows _ phases spark_version_run \
+    < <(sort -n "$work/spark-runs" | sed -n "$(((spark_runs + 1) / 2))p")
+  spark_queries="$(cut -d ' ' -f 1 "$work/spark-runs" | tr '\n' ' ')"
+  spark_trees="$(awk '{ printf "%d ", $7 / 1024 }' "$work/spark-runs")"
+  spark_foreign="$(cut -d ' ' -f 12 "$work/spark-runs" | tr '\n' ' ')"
   spark_rate="$(calc "round($records / $query)")"
 fi
 
@@ -245,16 +293,18 @@ fi
 mib() { calc "round($1 / 1024)"; }
 echo
 echo "== consume baselines: $records records (topic $topic, 3 partitions), $(date -I)"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); Kafka $kafka_version on $bootstrap"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $kafka_version on $bootstrap"
 echo "kcat $kcat_version"
-echo "  kcat -C -o beginning -e -q > /dev/null: $kcat_rate records/s (median of $kcat_runs: ${kcat_rates[*]}), peak RSS $(mib "$kcat_peak") MiB"
+printf '%s\n' "${kcat_summary[@]}"
 if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
   echo "Spark $spark_version_run (pyspark, Scala $scala_binary, $(java -version 2>&1 | head -n 1)), local[2], driver memory $driver_memory"
-  echo "  query (start → awaitTermination, availableNow, maxOffsetsPerTrigger ${SPARK_MAX_OFFSETS_PER_TRIGGER:-unset}; $batches micro-batch(es), $input_rows input rows): $query s = $spark_rate records/s"
+  echo "  query (start → awaitTermination, availableNow, maxOffsetsPerTrigger ${SPARK_MAX_OFFSETS_PER_TRIGGER:-unset}; $batches micro-batch(es), $input_rows input rows): $query s = $spark_rate records/s (median of $spark_runs; query s per run: $spark_queries)"
+  echo "  query phases (ms, Spark's durationMs): $phases"
   echo "  start-up (python + JVM + SparkSession): $startup s; stop: $stop s; whole process: $spark_total s"
-  echo "  peak RSS, process tree summed (200 ms samples): $(mib "$tree_kib") MiB; largest single process: $(mib "$single_kib") MiB ($single_cmd)"
+  echo "  peak RSS, process tree summed (200 ms samples): $(mib "$tree_kib") MiB (per run, MiB: $spark_trees); largest single process: $(mib "$single_kib") MiB"
   # %M covers only processes waited for: python does not wait for its JVM, which is then
-  # re-parented when python exits (outlived below) and never counted by /usr/bin/time.
-  echo "  peak RSS, /usr/bin/time %M: $(mib "$time_kib") MiB (processes that outlived python, so not in %M: $outlived)"
+  # re-parented when python exits (listed below) and never counted by /usr/bin/time.
+  echo "  peak RSS, /usr/bin/time %M: $(mib "$time_kib") MiB (outlived python, so not in %M: $outlived)"
   echo "  Parquet rows written (pyarrow): $parquet_rows"
+  echo "  CPU taken by other processes during each run (s; ~0 = clean): $spark_foreign"
 fi

@@ -525,8 +525,9 @@ async fn api_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
     }
     let (status, _, err) = producer.finish(Duration::from_secs(90));
     assert!(status.success(), "{err}");
+    // Usually mid-stream; on a loaded machine the first cut can come before the first byte.
     assert!(
-        err.contains("API stream dropped"),
+        err.contains("API stream dropped") || err.contains("cannot open API stream"),
         "the API was never cut: {err}"
     );
 
@@ -696,6 +697,45 @@ impl Drop for SpareBroker {
     }
 }
 
+/// Waits until `topic` on `bootstrap` holds records: the producer is past its setup and
+/// writing, which is when an outage should hit.
+async fn wait_until_flowing(bootstrap: &str, topic: &str, producer: &mut Spawned) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let out = factorypal(dir.path())
+            .args([
+                "--bootstrap",
+                bootstrap,
+                "admin",
+                "describe-topic",
+                topic,
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let written: i64 = v["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["latest"].as_i64().unwrap())
+                .sum();
+            if written > 0 {
+                return;
+            }
+        }
+        assert!(
+            producer.is_running(),
+            "producer ended early: {}",
+            producer.log("err")
+        );
+        assert!(Instant::now() < deadline, "no record reached {topic}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
     let broker = tokio::task::spawn_blocking(SpareBroker::start)
@@ -728,7 +768,7 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
         "linger = 0.002\nretry_max_backoff = 0.5\nretry_deadline = 90",
     );
     let mut producer = Spawned::start(&mut producer_cmd("3"));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_until_flowing(&b, &topic, &mut producer).await;
     assert!(
         producer.is_running(),
         "producer ended before the crash: {}",
@@ -769,7 +809,7 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
         "retry_max_backoff = 0.5\nretry_deadline = 3",
     );
     let mut producer = Spawned::start(&mut producer_cmd("2"));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_until_flowing(&b, &topic, &mut producer).await;
     assert!(
         producer.is_running(),
         "producer ended before the crash: {}",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peak resident memory of a whole process tree, sampled from /proc.
 
-    rss_tree.py PID OUT_JSON [INTERVAL_S]
+    rss_tree.py PID OUT_JSON [INTERVAL_S [OTHER_OURS_PID]]
 
 Every INTERVAL_S (default 0.2) sums the RSS of PID and all its descendants and keeps the
 peak. /usr/bin/time cannot do this: its %M is the largest *single* process's peak among
@@ -14,6 +14,11 @@ exited (orphans: nobody waited for them, so /usr/bin/time on PID never saw their
 
 The sum is of RSS, so pages shared between processes (libc, ...) count once per process:
 a slight over-estimate, which is the safe side for a baseline.
+
+It also tells whether the measurement had the machine to itself: "tree_cpu_s" is the CPU
+time of the tree, "foreign_cpu_s" the CPU time the whole machine spent (/proc/stat) minus
+the tree's and OTHER_OURS_PID's (the Kafka broker): what anything else (a build, tests)
+took from the cores meanwhile. Near 0 means the figures are clean.
 """
 
 import json
@@ -46,6 +51,24 @@ def rss_kib(pid: int) -> int:
         return 0
 
 
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of pid in clock ticks, or 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_busy_ticks() -> int:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    return sum(v[:8]) - v[3] - v[4]
+
+
 def cmd(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -58,6 +81,12 @@ def main() -> int:
     root = int(sys.argv[1])
     out = sys.argv[2]
     interval = float(sys.argv[3]) if len(sys.argv) > 3 else 0.2
+    other = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    hz = os.sysconf("SC_CLK_TCK")
+    busy0 = machine_busy_ticks()
+    other0 = cpu_ticks(other) if other else 0
+    t0 = time.monotonic()
+    last_cpu = {}  # (pid, start) -> last seen utime + stime: exited processes keep theirs
     root_stat = stat(root)
     # (pid, starttime) pairs: a recycled pid is a different process.
     tracked = {(root, root_stat[1])} if root_stat else set()
@@ -84,14 +113,19 @@ def main() -> int:
         if root_stat and not outlived and (root, root_stat[1]) not in tracked:
             outlived = sorted({cmd(p).split(" ")[0] for p, _ in tracked}) or ["-"]
         total = 0
-        for pid, _ in tracked:
+        for pid, start in tracked:
+            last_cpu[(pid, start)] = max(last_cpu.get((pid, start), 0), cpu_ticks(pid))
             r = rss_kib(pid)
             total += r
             if r > peak_single:
                 peak_single, peak_cmd = r, cmd(pid)
         peak_tree = max(peak_tree, total)
         samples += 1
-        time.sleep(interval)
+        if tracked:
+            time.sleep(interval)
+    busy = machine_busy_ticks() - busy0
+    other_cpu = (cpu_ticks(other) - other0) if other else 0
+    tree_cpu = sum(last_cpu.values())
     with open(out, "w") as f:
         json.dump(
             {
@@ -100,6 +134,9 @@ def main() -> int:
                 "peak_single_cmd": peak_cmd,
                 "samples": samples,
                 "outlived_root": [c for c in outlived if c != "-"],
+                "wall_s": round(time.monotonic() - t0, 2),
+                "tree_cpu_s": round(tree_cpu / hz, 2),
+                "foreign_cpu_s": round(max(0, busy - tree_cpu - other_cpu) / hz, 2),
             },
             f,
         )

@@ -25,11 +25,11 @@ use crate::sink::Sink;
 
 /// Bytes one fetch may return per partition: large enough that a fetch is never the
 /// bottleneck, small enough for a small box.
-const FETCH_MAX_BYTES: i32 = 8 * 1024 * 1024;
+const FETCH_MAX_BYTES: i32 = 256 * 1024;
 /// How long the broker may hold a fetch for data; ranges we fetch exist, so it rarely waits.
 const FETCH_MAX_WAIT_MS: i32 = 500;
 /// Fetched chunks queued for decoding: bounds memory while fetching runs ahead.
-const CHUNK_QUEUE: usize = 8;
+const CHUNK_QUEUE: usize = 2;
 /// Bad records logged per batch when there is no `_bad_records/` directory (console sink).
 const BAD_RECORDS_LOGGED: usize = 10;
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use engine::allocate;
 
-use crate::kafka::{KafkaClient, KafkaError, metadata};
+use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
 use crate::sink::{ConsoleSink, ParquetSink, Sink, SinkError};
 use checkpoint::{Checkpoint, CheckpointError};
@@ -232,19 +232,15 @@ pub async fn run(
     }
 
     let kafka = KafkaClient::connect(&settings.kafka).await?;
-    let client = Arc::new(kafka.client);
-    let meta = metadata::fetch(&settings.kafka, Some(&topics)).await?;
     let mut jobs = Vec::new();
     for topic in &topics {
-        let count = meta
-            .topics
-            .iter()
-            .find(|t| &t.name == topic && t.error_code != metadata::UNKNOWN_TOPIC)
-            .map(|t| t.partitions.len() as i32)
-            .filter(|&n| n > 0)
-            .ok_or_else(|| ConsumeError::MissingTopic {
-                topic: topic.clone(),
-            })?;
+        let count =
+            kafka
+                .partition_count(topic)
+                .await?
+                .ok_or_else(|| ConsumeError::MissingTopic {
+                    topic: topic.clone(),
+                })?;
         if let PartitionSelection::List(list) = &options.partitions
             && let Some(&bad) = list.iter().find(|&&p| p < 0 || p >= count)
         {
@@ -268,7 +264,11 @@ pub async fn run(
                 consumer.retry_policy(),
                 settings.kafka.timeout(),
                 &what,
-                || client.partition_client(topic.as_str(), p, UnknownTopicHandling::Retry),
+                || {
+                    kafka
+                        .client
+                        .partition_client(topic.as_str(), p, UnknownTopicHandling::Retry)
+                },
             )
             .await
             .map_err(|error| ConsumeError::GaveUp {

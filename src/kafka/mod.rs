@@ -13,6 +13,9 @@ use rskafka::client::{Client, ClientBuilder};
 use crate::backoff::{Retry, RetryPolicy};
 use crate::settings::KafkaSettings;
 
+/// How long a just-created topic may take to appear in the metadata of the broker we ask.
+pub const NEW_TOPIC_GRACE: Duration = Duration::from_secs(2);
+
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -119,6 +122,26 @@ impl KafkaClient {
                 bootstrap: self.settings.bootstrap.clone(),
                 timeout: self.settings.timeout(),
             }),
+        }
+    }
+
+    /// The partition count of `topic`, or `None` if it does not exist. A topic created a
+    /// moment ago can be missing from a broker's metadata for a short while, so a missing
+    /// topic is asked about again for up to [`NEW_TOPIC_GRACE`] before it counts as missing.
+    pub async fn partition_count(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
+        let deadline = tokio::time::Instant::now() + NEW_TOPIC_GRACE;
+        loop {
+            let meta = self.metadata(Some(&[topic.to_string()])).await?;
+            let count = meta
+                .topics
+                .iter()
+                .find(|t| t.name == topic && t.error_code != metadata::UNKNOWN_TOPIC)
+                .map(|t| t.partitions.len() as i32)
+                .filter(|&n| n > 0);
+            if count.is_some() || tokio::time::Instant::now() >= deadline {
+                return Ok(count);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 

@@ -29,7 +29,7 @@ pub use source::{Line, NdjsonReader, SourceError, StreamUrl};
 
 use crate::admin::{self, AdminError};
 use crate::backoff::Retry;
-use crate::kafka::{KafkaClient, KafkaError, metadata, validate_topic_name};
+use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
 use crate::settings::{BadRecordPolicy, CompressionCodec, Settings, SourceSettings};
 use resume::ResumePoint;
 use writer::{PartitionWriter, WriterContext};
@@ -319,14 +319,7 @@ async fn ensure_topic(
     create: bool,
 ) -> Result<i32, ProduceError> {
     let topic = &plan.settings.topic;
-    let lookup = |meta: metadata::Metadata| {
-        meta.topics
-            .into_iter()
-            .find(|t| &t.name == topic && t.error_code != metadata::UNKNOWN_TOPIC)
-            .map(|t| t.partitions.len() as i32)
-            .filter(|&n| n > 0)
-    };
-    if let Some(n) = lookup(kafka.metadata(Some(std::slice::from_ref(topic))).await?) {
+    if let Some(n) = kafka.partition_count(topic).await? {
         return Ok(n);
     }
     if !create {
@@ -350,7 +343,7 @@ async fn ensure_topic(
     // The new topic's metadata can lag the create by a moment.
     let mut retry = Retry::new(settings.producer.retry_policy());
     loop {
-        if let Some(n) = lookup(kafka.metadata(Some(std::slice::from_ref(topic))).await?) {
+        if let Some(n) = kafka.partition_count(topic).await? {
             return Ok(n);
         }
         let Some(wait) = retry.failed() else {
