@@ -129,7 +129,16 @@ impl KafkaClient {
     /// moment ago can be missing from a broker's metadata for a short while, so a missing
     /// topic is asked about again for up to [`NEW_TOPIC_GRACE`] before it counts as missing.
     pub async fn partition_count(&self, topic: &str) -> Result<Option<i32>, KafkaError> {
-        let deadline = tokio::time::Instant::now() + NEW_TOPIC_GRACE;
+        self.partition_count_within(topic, NEW_TOPIC_GRACE).await
+    }
+
+    /// [`KafkaClient::partition_count`] with the grace period given.
+    pub async fn partition_count_within(
+        &self,
+        topic: &str,
+        grace: Duration,
+    ) -> Result<Option<i32>, KafkaError> {
+        let deadline = tokio::time::Instant::now() + grace;
         loop {
             let meta = self.metadata(Some(&[topic.to_string()])).await?;
             let count = meta

@@ -319,7 +319,13 @@ async fn ensure_topic(
     create: bool,
 ) -> Result<i32, ProduceError> {
     let topic = &plan.settings.topic;
-    if let Some(n) = kafka.partition_count(topic).await? {
+    // About to create it if missing: no need to wait for a topic someone just created.
+    let grace = if create {
+        Duration::ZERO
+    } else {
+        crate::kafka::NEW_TOPIC_GRACE
+    };
+    if let Some(n) = kafka.partition_count_within(topic, grace).await? {
         return Ok(n);
     }
     if !create {
