@@ -9,7 +9,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    bootstrap, factorypal, run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
+    bootstrap, configured, factorypal, run_with_timeout, send_signal, start_api, stderr, stdout,
+    unique_topic,
 };
 use serde_json::Value;
 
@@ -66,10 +67,7 @@ fn write_config(dir: &Path, metrics: &str, workorder: &str, consumer_extra: &str
 }
 
 fn consume_cmd(dir: &Path, args: &[&str]) -> std::process::Command {
-    let mut cmd = factorypal(dir);
-    cmd.args(["--config", "c.toml", "--bootstrap", &bootstrap(), "consume"])
-        .args(args);
-    cmd
+    configured(dir, "consume", args)
 }
 
 fn consume(dir: &Path, args: &[&str]) -> Output {

@@ -10,8 +10,8 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    KcatRecord, bootstrap, factorypal, free_port, http_get_body, kcat_read, run_with_timeout,
-    send_signal, start_api, stderr, stdout, unique_topic,
+    KcatRecord, bootstrap, configured, factorypal, free_port, http_get_body, kcat_read,
+    run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
 };
 use factorypal::kafka::partitioner::partition_for_key;
 
@@ -33,10 +33,7 @@ fn write_config(dir: &Path, api: SocketAddr, sources: &[Source<'_>], producer_ex
 }
 
 fn produce_cmd(dir: &Path, args: &[&str]) -> std::process::Command {
-    let mut cmd = factorypal(dir);
-    cmd.args(["--config", "c.toml", "--bootstrap", &bootstrap(), "produce"])
-        .args(args);
-    cmd
+    configured(dir, "produce", args)
 }
 
 fn produce(dir: &Path, args: &[&str]) -> Output {
@@ -769,11 +766,6 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
     );
     let mut producer = Spawned::start(&mut producer_cmd("3"));
     wait_until_flowing(&b, &topic, &mut producer).await;
-    assert!(
-        producer.is_running(),
-        "producer ended before the crash: {}",
-        producer.log("err")
-    );
     broker.crash();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let broker = tokio::task::spawn_blocking(move || {
@@ -810,11 +802,6 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
     );
     let mut producer = Spawned::start(&mut producer_cmd("2"));
     wait_until_flowing(&b, &topic, &mut producer).await;
-    assert!(
-        producer.is_running(),
-        "producer ended before the crash: {}",
-        producer.log("err")
-    );
     broker.crash();
     let crashed = Instant::now();
     let (status, _, err) =

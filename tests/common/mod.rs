@@ -64,6 +64,21 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The binary run in `dir` with `dir/c.toml` as its config and the test broker, for
+/// `subcommand args...`.
+pub fn configured(dir: &Path, subcommand: &str, args: &[&str]) -> Command {
+    let mut cmd = factorypal(dir);
+    cmd.args([
+        "--config",
+        "c.toml",
+        "--bootstrap",
+        &bootstrap(),
+        subcommand,
+    ])
+    .args(args);
+    cmd
+}
+
 /// Runs `cmd`, killing it if it takes longer than `limit`. Output is drained while it runs, so
 /// a chatty command cannot block on a full pipe.
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
