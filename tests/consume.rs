@@ -581,3 +581,73 @@ async fn offsets_removed_by_retention_fail_unless_skipped() {
         stdout(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_cleanly_and_a_rerun_completes_the_topic_once() {
+    let metrics = unique_topic("c-term-m");
+    let workorder = unique_topic("c-term-w");
+    fill(&repo().join("data_source"), &metrics, &workorder, "3").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &metrics, &workorder, "");
+    // Small batches on a fast trigger: the signal lands while batches keep coming.
+    let mut child = consume_cmd(
+        dir.path(),
+        &[
+            "--topics",
+            &metrics,
+            "--trigger",
+            "100ms",
+            "--max-offsets-per-trigger",
+            "100",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "consume ended on its own"
+    );
+    send_signal(child.id(), "TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "consume ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let topic_dir = dir.path().join("out").join(&metrics);
+    let partial = read_parquet(&topic_dir).rows.len();
+    assert!(
+        partial > 0 && partial < 7000,
+        "{partial} rows after the signal"
+    );
+    assert!(
+        !std::fs::read_dir(&topic_dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "a temporary file was left behind"
+    );
+    let out = tokio::task::spawn_blocking({
+        let (dir, metrics) = (dir.path().to_path_buf(), metrics.clone());
+        move || consume(&dir, &["--topics", &metrics, "--trigger", "available-now"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view = read_parquet(&topic_dir);
+    assert_metrics_once(
+        &view,
+        &source_records(&repo().join("data_source/metrics.json")),
+    );
+}
