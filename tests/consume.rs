@@ -9,8 +9,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    bootstrap, configured, factorypal, run_with_timeout, send_signal, start_api, stderr, stdout,
-    unique_topic,
+    SpareBroker, bootstrap, configured, factorypal, run_with_timeout, send_signal, start_api,
+    stderr, stdout, unique_topic,
 };
 use serde_json::Value;
 
@@ -76,6 +76,11 @@ fn consume(dir: &Path, args: &[&str]) -> Output {
 
 /// Produces `data`'s metrics (and workorder) into new topics with the real producer.
 async fn fill(data: &Path, metrics: &str, workorder: &str, partitions: &str) {
+    fill_at(&bootstrap(), data, metrics, workorder, partitions).await;
+}
+
+/// [`fill`] on the broker at `broker`.
+async fn fill_at(broker: &str, data: &Path, metrics: &str, workorder: &str, partitions: &str) {
     let (api, stop_api, _) = start_api(data, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
@@ -85,14 +90,14 @@ async fn fill(data: &Path, metrics: &str, workorder: &str, partitions: &str) {
     );
     std::fs::write(dir.path().join("p.toml"), config).unwrap();
     let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
+        let (dir, broker) = (dir.path().to_path_buf(), broker.to_string());
         move || {
             run_with_timeout(
                 factorypal(&dir).args([
                     "--config",
                     "p.toml",
                     "--bootstrap",
-                    &bootstrap(),
+                    &broker,
                     "produce",
                     "--all",
                     "--create-topics",
@@ -650,4 +655,108 @@ async fn sigterm_ends_cleanly_and_a_rerun_completes_the_topic_once() {
         &view,
         &source_records(&repo().join("data_source/metrics.json")),
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
+    let broker = tokio::task::spawn_blocking(SpareBroker::start)
+        .await
+        .unwrap();
+    let b = broker.bootstrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = factorypal(data.path())
+        .args([
+            "gen-data",
+            "--out",
+            ".",
+            "--metrics",
+            "100000",
+            "--workorders",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let metrics = unique_topic("c-crash-m");
+    let workorder = unique_topic("c-crash-w");
+    fill_at(&b, data.path(), &metrics, &workorder, "3").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &metrics, &workorder, "");
+    let mut child = factorypal(dir.path())
+        .env("FACTORYPAL__KAFKA__TIMEOUT", "3")
+        .args([
+            "--config",
+            "c.toml",
+            "--bootstrap",
+            &b,
+            "consume",
+            "--topics",
+            &metrics,
+        ])
+        .args([
+            "--trigger",
+            "available-now",
+            "--max-offsets-per-trigger",
+            "1000",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Crash once batches are being committed.
+    let checkpoint = dir
+        .path()
+        .join("out")
+        .join(&metrics)
+        .join("_checkpoint/all");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !checkpoint.exists()
+        || std::fs::read_dir(&checkpoint)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".commit.json")
+            })
+            .count()
+            < 3
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "consume ended before the crash"
+        );
+        assert!(Instant::now() < deadline, "no batch committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.crash();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let _broker = tokio::task::spawn_blocking(move || {
+        broker.script(&["start"]);
+        broker
+    })
+    .await
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "consume did not finish after the restart"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("retrying"),
+        "the outage was never noticed: {}",
+        stderr(&out)
+    );
+    let view = read_parquet(&dir.path().join("out").join(&metrics));
+    assert_metrics_once(&view, &source_records(&data.path().join("metrics.json")));
 }

@@ -10,8 +10,8 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    KcatRecord, bootstrap, configured, factorypal, free_port, http_get_body, kcat_read,
-    run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
+    KcatRecord, SpareBroker, bootstrap, configured, factorypal, free_port, http_get_body,
+    kcat_read, run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
 };
 use factorypal::kafka::partitioner::partition_for_key;
 
@@ -632,66 +632,6 @@ fn an_unreachable_broker_fails_within_the_timeout_with_a_clear_message() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(15));
-}
-
-/// A broker of this test's own (the shared one must not go down under other tests), stopped
-/// and cleaned up on drop.
-struct SpareBroker {
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl SpareBroker {
-    fn start() -> Self {
-        let broker = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        broker.script(&["start"]);
-        broker
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn script(&self, args: &[&str]) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
-        let out = run_with_timeout(
-            std::process::Command::new(script)
-                .args(args)
-                .env("KAFKA_PORT", self.port.to_string())
-                .env("KAFKA_DIR", self.dir.path()),
-            Duration::from_secs(180),
-        );
-        assert!(
-            out.status.success(),
-            "kafka-local.sh {args:?}: {}",
-            stderr(&out)
-        );
-    }
-
-    /// SIGKILL: no clean shutdown, requests in flight get no answer.
-    fn crash(&self) {
-        let pid = std::fs::read_to_string(self.dir.path().join("kafka.pid")).unwrap();
-        send_signal(pid.trim().parse().unwrap(), "KILL");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{}", pid.trim())).exists() {
-            assert!(Instant::now() < deadline, "broker survived SIGKILL");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for SpareBroker {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
-        let _ = std::process::Command::new(script)
-            .args(["stop", "--clean"])
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_DIR", self.dir.path())
-            .output();
-    }
 }
 
 /// Waits until `topic` on `bootstrap` holds records: the producer is past its setup and

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -263,4 +263,66 @@ pub fn kcat_read(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
             }
         })
         .collect()
+}
+
+/// A broker of this test's own (the shared one must not go down under other tests), stopped
+/// and cleaned up on drop.
+pub struct SpareBroker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SpareBroker {
+    pub fn start() -> Self {
+        let broker = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        broker.script(&["start"]);
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn script(&self, args: &[&str]) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
+        let out = run_with_timeout(
+            Command::new(script)
+                .args(args)
+                .env("KAFKA_PORT", self.port.to_string())
+                .env("KAFKA_DIR", self.dir.path()),
+            Duration::from_secs(180),
+        );
+        assert!(
+            out.status.success(),
+            "kafka-local.sh {args:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    /// SIGKILL: no clean shutdown, requests in flight get no answer.
+    pub fn crash(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("kafka.pid")).unwrap();
+        send_signal(pid.trim().parse().unwrap(), "KILL");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
+            assert!(Instant::now() < deadline, "broker survived SIGKILL");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SpareBroker {
+    fn drop(&mut self) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
+        let _ = Command::new(script)
+            .args(["stop", "--clean"])
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_DIR", self.dir.path())
+            .output();
+    }
 }
