@@ -138,7 +138,7 @@ fn route(
     shutdown: &CancellationToken,
 ) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut response = error_response(
+        let mut response = json_response(
             StatusCode::METHOD_NOT_ALLOWED,
             json!({"error": format!("method {} is not allowed: use GET", req.method())}),
         );
@@ -161,7 +161,7 @@ fn route(
         .strip_prefix(STREAM_PREFIX)
         .and_then(|name| catalog.datasets.get(name));
     let Some(dataset) = dataset else {
-        return error_response(
+        return json_response(
             StatusCode::NOT_FOUND,
             json!({
                 "error": format!("no endpoint at {path}"),
@@ -171,7 +171,7 @@ fn route(
     };
     match StreamParams::parse(req.uri().query(), dataset.len(), catalog.delay) {
         Ok(params) => stream_response(Arc::clone(dataset), params, shutdown.clone()),
-        Err(message) => error_response(StatusCode::BAD_REQUEST, json!({"error": message})),
+        Err(message) => json_response(StatusCode::BAD_REQUEST, json!({"error": message})),
     }
 }
 
@@ -305,10 +305,6 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
                 .boxed(),
         )
         .expect("valid response")
-}
-
-fn error_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    json_response(status, body)
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ pub async fn run_topic(
 
     if let Some(plan) = recovered.unfinished {
         tracing::info!(topic = %job.topic, batch = plan.batch, ranges = ?plan.ranges, "replaying a batch that did not finish");
-        execute(&job, &mut writer, &plan, &mut next, &mut summary).await?;
+        writer = execute(&job, writer, &plan, &mut next, &mut summary).await?;
         batch = plan.batch + 1;
     }
 
@@ -304,7 +304,7 @@ pub async fn run_topic(
         if let Some(c) = &job.checkpoint {
             c.write_plan(&plan).map_err(checkpoint_error(&job.topic))?;
         }
-        execute(&job, &mut writer, &plan, &mut next, &mut summary).await?;
+        writer = execute(&job, writer, &plan, &mut next, &mut summary).await?;
         batch += 1;
     }
     summary.elapsed = started.elapsed();
@@ -333,17 +333,20 @@ fn handle_data_loss(
 }
 
 /// Runs one planned batch to its commit, retrying it whole (same ranges) after a fetch or
-/// write failure until the retry deadline.
+/// write failure until the retry deadline. The writer goes in and comes back out, because
+/// each attempt lends it to a blocking thread.
 async fn execute(
     job: &TopicJob,
-    writer: &mut BatchWriter,
+    mut writer: BatchWriter,
     plan: &Plan,
     next: &mut BTreeMap<i32, i64>,
     summary: &mut TopicSummary,
-) -> Result<(), ConsumeError> {
+) -> Result<BatchWriter, ConsumeError> {
     let mut retry = Retry::new(job.settings.retry_policy());
     loop {
-        match attempt(job, writer, plan).await {
+        let (returned, result) = attempt(job, writer, plan).await;
+        writer = returned;
+        match result {
             Ok((rows, bad, files)) => {
                 for (p, (_, end)) in &plan.ranges {
                     next.insert(*p, *end);
@@ -367,7 +370,7 @@ async fn execute(
                 summary.rows += rows;
                 summary.bad_records += bad;
                 summary.files += files.len() as u64;
-                return Ok(());
+                return Ok(writer);
             }
             Err(error) if error.is_retriable() => {
                 let Some(wait) = retry.failed() else {
@@ -381,12 +384,12 @@ async fn execute(
     }
 }
 
-/// One try at a batch: returns rows written, bad records, and the files.
+/// One try at a batch: rows written, bad records, and the files (with the writer back).
 async fn attempt(
     job: &TopicJob,
-    writer: &mut BatchWriter,
+    writer: BatchWriter,
     plan: &Plan,
-) -> Result<(u64, u64, Vec<String>), ConsumeError> {
+) -> (BatchWriter, Result<(u64, u64, Vec<String>), ConsumeError>) {
     let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
     let mut fetchers = Vec::new();
     for (&partition, &(start, end)) in &plan.ranges {
@@ -405,15 +408,15 @@ async fn attempt(
     }
     drop(tx);
 
-    // Decoding and file writing are blocking work: a blocking thread, with the writer lent.
+    // Decoding and file writing are blocking work: done on a blocking thread.
     let batch = plan.batch;
-    let mut lent = std::mem::replace(writer, placeholder_writer(&job.topic));
-    let handle = tokio::task::spawn_blocking(move || {
-        let result = lent.write_batch(batch, rx);
-        (lent, result)
-    });
-    let (returned, written) = handle.await.expect("batch writer panicked");
-    *writer = returned;
+    let (mut writer, written) = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let result = writer.write_batch(batch, rx);
+        (writer, result)
+    })
+    .await
+    .expect("batch writer panicked");
     let mut fetch_error = None;
     for f in fetchers {
         if let Err(e) = f.await.expect("fetcher panicked") {
@@ -421,20 +424,29 @@ async fn attempt(
         }
     }
     // A fetch failure closes the channel early: what was written is incomplete, not committed.
-    if let Some(e) = fetch_error {
-        return Err(e);
-    }
-    let output = written?;
+    let result = match (fetch_error, written) {
+        (Some(e), _) | (None, Err(e)) => Err(e),
+        (None, Ok(output)) => finish(job, &mut writer, batch, output),
+    };
+    (writer, result)
+}
 
+/// Writes the batch's bad records and makes the sink's output durable.
+fn finish(
+    job: &TopicJob,
+    writer: &mut BatchWriter,
+    batch: u64,
+    output: BatchOutput,
+) -> Result<(u64, u64, Vec<String>), ConsumeError> {
+    let sink_error = |source| ConsumeError::Sink {
+        topic: job.topic.clone(),
+        source,
+    };
     let bad = output.bad.len() as u64;
     if !output.bad.is_empty() {
         match &job.bad_records_dir {
-            Some(dir) => write_bad_records(dir, batch, &job.instance_suffix, &output.bad).map_err(
-                |source| ConsumeError::Sink {
-                    topic: job.topic.clone(),
-                    source,
-                },
-            )?,
+            Some(dir) => write_bad_records(dir, batch, &job.instance_suffix, &output.bad)
+                .map_err(sink_error)?,
             None => {
                 for b in output.bad.iter().take(BAD_RECORDS_LOGGED) {
                     tracing::warn!(topic = %b.topic, partition = b.partition, offset = b.offset, reason = %b.reason, "bad record skipped");
@@ -442,39 +454,8 @@ async fn attempt(
             }
         }
     }
-    let files = writer.sink.commit().map_err(|source| ConsumeError::Sink {
-        topic: job.topic.clone(),
-        source,
-    })?;
+    let files = writer.sink.commit().map_err(sink_error)?;
     Ok((output.rows, bad, files))
-}
-
-fn placeholder_writer(topic: &str) -> BatchWriter {
-    BatchWriter {
-        topic: topic.to_string(),
-        decoder: RowDecoder::new(&IndexMap::new()),
-        sink: Box::new(NoSink),
-        max_records_per_file: 1,
-        on_bad_record: BadRecordPolicy::Skip,
-    }
-}
-
-/// Stands in for the real sink while it is lent to a blocking thread.
-struct NoSink;
-
-impl Sink for NoSink {
-    fn begin(&mut self, _: u64) -> Result<(), crate::sink::SinkError> {
-        Ok(())
-    }
-    fn write(
-        &mut self,
-        _: &arrow::record_batch::RecordBatch,
-    ) -> Result<(), crate::sink::SinkError> {
-        Ok(())
-    }
-    fn commit(&mut self) -> Result<Vec<String>, crate::sink::SinkError> {
-        Ok(Vec::new())
-    }
 }
 
 /// `_bad_records/batch-<batch><suffix>.jsonl`, written whole or not at all.
