@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
-use factorypal::cli::SinkArg;
 use factorypal::cli::{Cli, Command, ConfigCommand};
+use factorypal::cli::{LogFormat, SinkArg};
 use factorypal::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use factorypal::produce::{self, ProduceError, ProduceOptions};
 use factorypal::settings::{Settings, SettingsError};
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Consume(_) | Command::Produce(_)) {
         purge_freed_memory_at_once();
     }
-    init_logging(cli.global.verbose, cli.global.quiet);
+    init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -31,6 +31,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no settings: works even where the config is broken.
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "factorypal", &mut std::io::stdout());
+        return Ok(());
+    }
     let settings = Settings::load(&cli.settings_sources())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -80,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", settings.to_toml());
                 Ok(())
             }
+            Command::Completions { .. } => Ok(()), // printed above, before the settings load
         }
     })
 }
@@ -108,7 +115,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     if usage { 2 } else { 1 }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     // rskafka logs every retry and every broker error it hands back to us; we report those
     // ourselves with context, so its own lines only show with -v.
     let directives = match (quiet, verbose) {
@@ -118,11 +125,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, _) => "debug,factorypal=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// mimalloc instead of glibc's allocator: the consumer allocates small records on fetch

@@ -149,3 +149,55 @@ fn the_shipped_config_file_matches_the_defaults() {
     let built_in = show(&mut factorypal(dir.path()));
     assert_eq!(from_file, built_in);
 }
+
+#[test]
+fn completions_print_without_needing_a_valid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.toml"), "[api\n").unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = factorypal(dir.path())
+            .args(["--config", "broken.toml", "completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(
+            script.contains("factorypal") && script.contains("serve-api"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("w.json"), r#"[{"time": 1}]"#).unwrap();
+    // serve-api logs what it loaded, then fails on a port that is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = common::run_with_timeout(
+        factorypal(dir.path()).env("RUST_LOG", "info").args([
+            "--log-format",
+            "json",
+            "serve-api",
+            "--data-dir",
+            ".",
+            "--bind",
+            &addr,
+        ]),
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let json_lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "loaded"),
+        "{err}"
+    );
+}
