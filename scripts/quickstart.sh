@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # From a fresh clone to Parquet in one command: builds factorypal, starts a local Apache Kafka
-# (unless FACTORYPAL__KAFKA__BOOTSTRAP names one), serves data_source/ as the plant's API with no
-# delay, produces both streams into Kafka, consumes them into database/ as Parquet, and prints
-# what it wrote. Running it again adds nothing: the producer resumes after what the topics hold
+# (unless FACTORYPAL__KAFKA__BOOTSTRAP names one), runs `factorypal run --until-drained` on
+# data_source/ with no delay (API → Kafka → Parquet in database/), and prints what it wrote. Running it again adds nothing: the producer resumes after what the topics hold
 # and the consumer after its checkpoint.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,9 +13,7 @@ log "building (release)"
 cargo build --release --locked
 bin="$PWD/target/release/factorypal"
 
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ -n "${KAFKA_DIR:-}" ]]; then scripts/kafka-local.sh stop >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
@@ -32,19 +29,10 @@ if [[ -z "${FACTORYPAL__KAFKA__BOOTSTRAP:-}" ]]; then
 fi
 log "Kafka at $FACTORYPAL__KAFKA__BOOTSTRAP"
 
-api="127.0.0.1:$(free_port)"
-"$bin" -q serve-api --bind "$api" --delay 0 &
-pids+=($!)
-until curl -sf "http://$api/healthz" >/dev/null 2>&1; do
-  kill -0 "${pids[0]}" 2>/dev/null || { log "serve-api did not start"; exit 1; }
-  sleep 0.1
-done
-
-log "producing data_source/ (served at http://$api) into Kafka"
-"$bin" produce --all --api-url "http://$api" --create-topics --resume
-
-log "consuming into database/ as Parquet"
-"$bin" consume --sink parquet --trigger available-now --max-offsets-per-trigger 0
+# The whole pipeline in one process: the API on data_source/ (no delay, a free loopback port),
+# the topics, both producers and both consumers, until everything is in Parquet.
+log "running the pipeline: data_source/ → API → Kafka → database/ (Parquet)"
+FACTORYPAL__API__BIND=127.0.0.1:0 "$bin" run --until-drained --delay 0
 
 cat <<EOF
 

@@ -60,6 +60,11 @@ pub enum Command {
         after_help = "Examples:\n  factorypal consume --sink parquet --trigger available-now\n  factorypal consume --sink console --topics metrics --starting-offsets latest\n  factorypal consume --instance 0/2 --output /data/plant   # one of two processes"
     )]
     Consume(ConsumeArgs),
+    /// The whole pipeline in one process: API, topics, producers, consumers into Parquet.
+    #[command(
+        after_help = "Examples:\n  factorypal run --until-drained --delay 0   # everything in data_source/ to Parquet, then exit\n  factorypal run                             # as a daemon, until Ctrl-C"
+    )]
+    Run(RunArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
     #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
     GenData(GenDataArgs),
@@ -111,6 +116,16 @@ pub struct ProduceArgs {
     /// duplicates after a crash) instead of starting the stream from its beginning.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Exit 0 once every source stream has ended and every record is committed to Parquet.
+    #[arg(long)]
+    pub until_drained: bool,
+    /// Seconds between records of the built-in API (`api.delay`).
+    #[arg(long, value_name = "SECS")]
+    pub delay: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -241,6 +256,7 @@ impl Cli {
                 sources.set_opt("api.delay", args.delay);
             }
             Command::Produce(args) => sources.set_opt("producer.api_url", args.api_url.clone()),
+            Command::Run(args) => sources.set_opt("api.delay", args.delay),
             Command::Consume(args) => {
                 let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
                 sources.set_opt("consumer.output", path(&args.output));

@@ -13,6 +13,7 @@
 //! * [`admin`]: `admin` topic management on top of [`kafka`].
 //! * [`produce`]: API streams → Kafka, keyed like the Java client, resumable.
 //! * [`consume`]: Kafka → Arrow micro-batches → [`sink`]s (Parquet, console), checkpointed.
+//! * [`run`]: all of it in one process (`factorypal run`).
 //! * [`backoff`]: retry timing (exponential, jittered, with a deadline).
 //! * [`json`]: JSON compaction shared by the API and the producer.
 //! * [`gen_data`]: deterministic sample data with planted, documented correlations.
@@ -27,6 +28,7 @@ pub mod gen_data;
 pub mod json;
 pub mod kafka;
 pub mod produce;
+pub mod run;
 pub mod settings;
 pub mod shutdown;
 pub mod sink;

@@ -17,7 +17,10 @@ use factorypal::{admin, api, gen_data, kafka, shutdown};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Consume(_) | Command::Produce(_)) {
+    if matches!(
+        cli.command,
+        Command::Consume(_) | Command::Produce(_) | Command::Run(_)
+    ) {
         purge_freed_memory_at_once();
     }
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
@@ -52,6 +55,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 produce::run(&settings, &options, shutdown::install()).await?;
                 Ok(())
+            }
+            Command::Run(args) => {
+                let options = factorypal::run::RunOptions {
+                    until_drained: args.until_drained,
+                };
+                factorypal::run::run(&settings, &options, shutdown::install()).await
             }
             Command::Consume(args) => {
                 let partitions = match (&args.partitions, &args.instance) {

@@ -72,6 +72,8 @@ impl KafkaSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
+    /// Whether `factorypal run` starts the API itself (off when real machines serve the data).
+    pub enabled: bool,
     /// Address the HTTP server listens on.
     pub bind: SocketAddr,
     /// Directory whose `*.json` files are served, one endpoint per file.
@@ -83,6 +85,7 @@ pub struct ApiSettings {
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             bind: SocketAddr::from(([0, 0, 0, 0], 5000)),
             data_dir: PathBuf::from("data_source"),
             delay: 0.1,

@@ -760,3 +760,43 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
     let view = read_parquet(&dir.path().join("out").join(&metrics));
     assert_metrics_once(&view, &source_records(&data.path().join("metrics.json")));
 }
+
+#[test]
+fn run_until_drained_writes_every_sample_record_to_parquet_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = unique_topic("r-metrics");
+    let workorder = unique_topic("r-workorder");
+    write_config(dir.path(), &metrics, &workorder, "trigger = \"500ms\"");
+    let mut config = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
+    config += &format!(
+        "[api]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+         [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n\
+         [[producer.sources]]\nname = \"workorder\"\npath = \"/stream_data_workorder\"\ntopic = \"{workorder}\"\nkey = \"product\"\n",
+        repo().join("data_source").display()
+    );
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    for round in 0..2 {
+        let out = run_with_timeout(
+            &mut configured(dir.path(), "run", &["--until-drained", "--delay", "0"]),
+            Duration::from_secs(180),
+        );
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("pipeline finished"),
+            "{}",
+            stdout(&out)
+        );
+        // The second round finds everything done: nothing is written twice.
+        let view = read_parquet(&dir.path().join("out").join(&metrics));
+        assert_metrics_once(
+            &view,
+            &source_records(&repo().join("data_source/metrics.json")),
+        );
+        assert_eq!(
+            read_parquet(&dir.path().join("out").join(&workorder))
+                .rows
+                .len(),
+            576
+        );
+    }
+}

@@ -15,6 +15,13 @@ use crate::settings::ApiSettings;
 
 /// Loads the data dir, binds, and serves until `shutdown` is cancelled.
 pub async fn run(settings: &ApiSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (listener, catalog) = bind(settings).await?;
+    serve(listener, catalog, shutdown).await;
+    Ok(())
+}
+
+/// Loads the data dir and binds, without serving yet: the caller learns the address first.
+pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpListener, Catalog)> {
     let dir = settings.data_dir.clone();
     // Parsing a large file is CPU work: keep it off the async workers.
     let datasets = tokio::task::spawn_blocking(move || load_dir(&dir))
@@ -31,6 +38,5 @@ pub async fn run(settings: &ApiSettings, shutdown: CancellationToken) -> anyhow:
     let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, endpoints = %catalog.paths().join(" "), "serving");
-    serve(listener, catalog, shutdown).await;
-    Ok(())
+    Ok((listener, catalog))
 }

@@ -1,0 +1,102 @@
+//! `run`: the whole pipeline in one process with one config: the API (unless `api.enabled` is
+//! off), the topics, every producer source and every consumer topic into Parquet.
+//!
+//! As a daemon it runs until SIGINT/SIGTERM; with `--until-drained` it stops once every source
+//! stream has ended and everything produced is committed to Parquet: the producers finish, the
+//! running consumers finish their batch, and one last `available-now` pass drains the rest.
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::consume::{self, ConsumeOptions, PartitionSelection, SinkKind};
+use crate::produce::{self, ProduceOptions};
+use crate::settings::Settings;
+
+pub struct RunOptions {
+    pub until_drained: bool,
+}
+
+pub async fn run(
+    settings: &Settings,
+    options: &RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut settings = settings.clone();
+    let started = std::time::Instant::now();
+
+    // The API first, so the producers have something to read.
+    let api_stop = shutdown.child_token();
+    let api = if settings.api.enabled {
+        let (listener, catalog) = crate::api::bind(&settings.api).await?;
+        let addr = listener.local_addr()?;
+        // Our own producers reach it on loopback whatever address it is bound to.
+        settings.producer.api_url = format!("http://127.0.0.1:{}", addr.port());
+        Some(tokio::spawn(crate::api::serve(
+            listener,
+            catalog,
+            api_stop.clone(),
+        )))
+    } else {
+        None
+    };
+
+    // Producers create missing topics; consumers need theirs to exist before they start.
+    let kafka = crate::kafka::KafkaClient::connect(&settings.kafka).await?;
+    for topic in settings.consumer.topics.keys() {
+        let admin = &settings.admin;
+        crate::admin::create_topic(
+            &kafka,
+            topic,
+            admin.partitions,
+            admin.replication_factor,
+            true,
+        )
+        .await
+        .with_context(|| format!("creating topic {topic}"))?;
+    }
+
+    let consumers_stop = shutdown.child_token();
+    let parquet = ConsumeOptions {
+        sink: SinkKind::Parquet,
+        topics: None,
+        partitions: PartitionSelection::All,
+    };
+    let consumers = tokio::spawn({
+        let (settings, parquet, stop) = (settings.clone(), parquet.clone(), consumers_stop.clone());
+        async move { consume::run(&settings, &parquet, stop).await }
+    });
+    let produce_options = ProduceOptions {
+        sources: Vec::new(),
+        all: true,
+        create_topics: true,
+        resume: true,
+    };
+    let produced = produce::run(&settings, &produce_options, shutdown.clone()).await;
+
+    if options.until_drained && produced.is_ok() && !shutdown.is_cancelled() {
+        // Everything is in Kafka: let the running consumers finish their batch, then drain.
+        consumers_stop.cancel();
+        consumers.await.context("consumer task panicked")??;
+        let mut drain = settings.clone();
+        drain.consumer.trigger = "available-now".into();
+        drain.consumer.max_offsets_per_trigger = 0;
+        consume::run(&drain, &parquet, shutdown.clone()).await?;
+    } else {
+        if produced.is_ok() && !options.until_drained {
+            // A daemon keeps consuming what arrives until it is told to stop.
+            shutdown.cancelled().await;
+        }
+        consumers_stop.cancel();
+        consumers.await.context("consumer task panicked")??;
+    }
+    api_stop.cancel();
+    if let Some(api) = api {
+        api.await.context("API task panicked")?;
+    }
+    produced?;
+    println!(
+        "pipeline finished in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
