@@ -9,8 +9,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    SpareBroker, bootstrap, configured, factorypal, run_with_timeout, send_signal, start_api,
-    stderr, stdout, unique_topic,
+    SpareBroker, Spawned, bootstrap, configured, factorypal, run_with_timeout, send_signal,
+    start_api, stderr, stdout, unique_topic,
 };
 use serde_json::Value;
 
@@ -595,7 +595,7 @@ async fn sigterm_ends_cleanly_and_a_rerun_completes_the_topic_once() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &metrics, &workorder, "");
     // Small batches on a fast trigger: the signal lands while batches keep coming.
-    let mut child = consume_cmd(
+    let mut child = Spawned::start(&mut consume_cmd(
         dir.path(),
         &[
             "--topics",
@@ -605,29 +605,17 @@ async fn sigterm_ends_cleanly_and_a_rerun_completes_the_topic_once() {
             "--max-offsets-per-trigger",
             "100",
         ],
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
-        child.try_wait().unwrap().is_none(),
-        "consume ended on its own"
+        child.is_running(),
+        "consume ended on its own: {}",
+        child.log("err")
     );
-    send_signal(child.id(), "TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "consume ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap();
+    send_signal(child.child.id(), "TERM");
+    let (status, _, _) = tokio::task::spawn_blocking(move || child.finish(Duration::from_secs(20)))
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(0));
     let topic_dir = dir.path().join("out").join(&metrics);
     let partial = read_parquet(&topic_dir).rows.len();
@@ -682,27 +670,25 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
     fill_at(&b, data.path(), &metrics, &workorder, "3").await;
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &metrics, &workorder, "");
-    let mut child = factorypal(dir.path())
-        .env("FACTORYPAL__KAFKA__TIMEOUT", "3")
-        .args([
-            "--config",
-            "c.toml",
-            "--bootstrap",
-            &b,
-            "consume",
-            "--topics",
-            &metrics,
-        ])
-        .args([
-            "--trigger",
-            "available-now",
-            "--max-offsets-per-trigger",
-            "1000",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::start(
+        factorypal(dir.path())
+            .env("FACTORYPAL__KAFKA__TIMEOUT", "3")
+            .args([
+                "--config",
+                "c.toml",
+                "--bootstrap",
+                &b,
+                "consume",
+                "--topics",
+                &metrics,
+            ])
+            .args([
+                "--trigger",
+                "available-now",
+                "--max-offsets-per-trigger",
+                "1000",
+            ]),
+    );
     // Crash once batches are being committed.
     let checkpoint = dir
         .path()
@@ -724,8 +710,9 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
             < 3
     {
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "consume ended before the crash"
+            child.is_running(),
+            "consume ended before the crash: {}",
+            child.log("err")
         );
         assert!(Instant::now() < deadline, "no batch committed");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -738,24 +725,14 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
     })
     .await
     .unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "consume did not finish after the restart"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, _, err) =
+        tokio::task::spawn_blocking(move || child.finish(Duration::from_secs(180)))
+            .await
+            .unwrap();
+    assert!(status.success(), "{err}");
     assert!(
-        stderr(&out).contains("retrying"),
-        "the outage was never noticed: {}",
-        stderr(&out)
+        err.contains("retrying"),
+        "the outage was never noticed: {err}"
     );
     let view = read_parquet(&dir.path().join("out").join(&metrics));
     assert_metrics_once(&view, &source_records(&data.path().join("metrics.json")));

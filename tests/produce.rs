@@ -10,7 +10,7 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    KcatRecord, SpareBroker, bootstrap, configured, factorypal, free_port, http_get_body,
+    KcatRecord, SpareBroker, Spawned, bootstrap, configured, factorypal, free_port, http_get_body,
     kcat_read, run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
 };
 use factorypal::kafka::partitioner::partition_for_key;
@@ -443,53 +443,6 @@ fn wait_for_port(port: u16) {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "port {port} never opened");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A background process whose stdout and stderr go to files: a pipe nobody reads would fill
-/// up and stall it.
-struct Spawned {
-    child: Child,
-    logs: tempfile::TempDir,
-}
-
-impl Spawned {
-    fn start(cmd: &mut std::process::Command) -> Self {
-        let logs = tempfile::tempdir().unwrap();
-        let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
-        let child = cmd.stdout(file("out")).stderr(file("err")).spawn().unwrap();
-        Self { child, logs }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default()
-    }
-
-    /// SIGKILL, then reap.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for the exit (killing it after `limit`): status, stdout, stderr.
-    fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
-        let deadline = Instant::now() + limit;
-        while self.is_running() {
-            if Instant::now() > deadline {
-                self.kill();
-                panic!(
-                    "process did not finish within {limit:?}: {}",
-                    self.log("err")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = self.child.wait().unwrap();
-        (status, self.log("out"), self.log("err"))
     }
 }
 

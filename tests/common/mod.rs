@@ -326,3 +326,50 @@ impl Drop for SpareBroker {
             .output();
     }
 }
+
+/// A background process whose stdout and stderr go to files: a pipe nobody reads would fill
+/// up and stall it.
+pub struct Spawned {
+    pub child: std::process::Child,
+    logs: tempfile::TempDir,
+}
+
+impl Spawned {
+    pub fn start(cmd: &mut Command) -> Self {
+        let logs = tempfile::tempdir().unwrap();
+        let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
+        let child = cmd.stdout(file("out")).stderr(file("err")).spawn().unwrap();
+        Self { child, logs }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(name)).unwrap_or_default()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for the exit (killing it after `limit`): status, stdout, stderr.
+    pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String, String) {
+        let deadline = Instant::now() + limit;
+        while self.is_running() {
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "process did not finish within {limit:?}: {}",
+                    self.log("err")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = self.child.wait().unwrap();
+        (status, self.log("out"), self.log("err"))
+    }
+}
