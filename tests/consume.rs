@@ -9,8 +9,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    SpareBroker, Spawned, bootstrap, configured, factorypal, run_with_timeout, send_signal,
-    start_api, stderr, stdout, unique_topic,
+    SpareBroker, Spawned, bootstrap, configured, factorypal, run_with_timeout, sample_data,
+    send_signal, start_api, stderr, stdout, unique_topic,
 };
 use serde_json::Value;
 
@@ -245,20 +245,7 @@ async fn sample_data_reaches_parquet_once_with_the_configured_types() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_still_writes_every_record_once() {
-    let data = tempfile::tempdir().unwrap();
-    let out = factorypal(data.path())
-        .args([
-            "gen-data",
-            "--out",
-            ".",
-            "--metrics",
-            "150000",
-            "--workorders",
-            "10",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let data = sample_data(150000, 10);
     let metrics = unique_topic("c-kill-m");
     let workorder = unique_topic("c-kill-w");
     fill(data.path(), &metrics, &workorder, "3").await;
@@ -651,20 +638,7 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
         .await
         .unwrap();
     let b = broker.bootstrap();
-    let data = tempfile::tempdir().unwrap();
-    let out = factorypal(data.path())
-        .args([
-            "gen-data",
-            "--out",
-            ".",
-            "--metrics",
-            "100000",
-            "--workorders",
-            "10",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let data = sample_data(100000, 10);
     let metrics = unique_topic("c-crash-m");
     let workorder = unique_topic("c-crash-w");
     fill_at(&b, data.path(), &metrics, &workorder, "3").await;
@@ -717,14 +691,9 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
         assert!(Instant::now() < deadline, "no batch committed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    broker.crash();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let _broker = tokio::task::spawn_blocking(move || {
-        broker.script(&["start"]);
-        broker
-    })
-    .await
-    .unwrap();
+    let _broker = tokio::task::spawn_blocking(move || broker.crash_and_restart())
+        .await
+        .unwrap();
     let (status, _, err) =
         tokio::task::spawn_blocking(move || child.finish(Duration::from_secs(180)))
             .await

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     KcatRecord, SpareBroker, Spawned, bootstrap, configured, factorypal, free_port, http_get_body,
-    kcat_read, run_with_timeout, send_signal, start_api, stderr, stdout, unique_topic,
+    kcat_read, run_with_timeout, sample_data, send_signal, start_api, stderr, stdout, unique_topic,
 };
 use factorypal::kafka::partitioner::partition_for_key;
 
@@ -402,25 +402,6 @@ async fn bad_records_are_counted_and_skipped_or_stop_the_producer() {
     assert!(stderr(&out).contains("on_bad_record"), "{}", stderr(&out));
 }
 
-/// Generates `metrics` records into a fresh data dir.
-fn sample_data(metrics: u64) -> tempfile::TempDir {
-    let data = tempfile::tempdir().unwrap();
-    let out = factorypal(data.path())
-        .args([
-            "gen-data",
-            "--out",
-            ".",
-            "--metrics",
-            &metrics.to_string(),
-            "--workorders",
-            "400",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    data
-}
-
 fn spawn_serve_api(data: &Path, port: u16, delay: &str) -> Child {
     factorypal(data)
         .args([
@@ -448,7 +429,7 @@ fn wait_for_port(port: u16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
-    let data = sample_data(2000);
+    let data = sample_data(2000, 400);
     let port = free_port();
     let mut api = spawn_serve_api(data.path(), port, "0.001");
     wait_for_port(port);
@@ -494,7 +475,7 @@ async fn api_killed_and_restarted_mid_stream_loses_and_repeats_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_then_resume_writes_no_gaps_and_no_duplicates() {
-    let data = sample_data(4000);
+    let data = sample_data(4000, 400);
     let (api, stop_api, _) = start_api(data.path(), Duration::from_micros(500)).await;
     let metrics = unique_topic("p-resume-m");
     let workorder = unique_topic("p-resume-w");
@@ -632,7 +613,7 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
         .await
         .unwrap();
     let b = broker.bootstrap();
-    let data = sample_data(3000);
+    let data = sample_data(3000, 400);
     let (api, stop_api, _) = start_api(data.path(), Duration::from_millis(1)).await;
     let dir = tempfile::tempdir().unwrap();
     let producer_cmd = |timeout: &str| {
@@ -659,14 +640,9 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
     );
     let mut producer = Spawned::start(&mut producer_cmd("3"));
     wait_until_flowing(&b, &topic, &mut producer).await;
-    broker.crash();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let broker = tokio::task::spawn_blocking(move || {
-        broker.script(&["start"]); // same port and state: it comes back with its data
-        broker
-    })
-    .await
-    .unwrap();
+    let broker = tokio::task::spawn_blocking(move || broker.crash_and_restart())
+        .await
+        .unwrap();
     let (status, _, err) =
         tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(120)))
             .await
@@ -716,7 +692,7 @@ async fn broker_crash_and_restart_is_retried_and_an_endless_outage_gives_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_what_was_read_and_exits_0_with_a_summary() {
-    let data = sample_data(3000);
+    let data = sample_data(3000, 400);
     let (api, stop_api, _) = start_api(data.path(), Duration::from_millis(2)).await;
     let topic = unique_topic("p-sigterm");
     admin(&["create-topic", &topic]);

@@ -315,6 +315,16 @@ impl SpareBroker {
     }
 }
 
+impl SpareBroker {
+    /// SIGKILL, a second down, then back on the same port with the same data.
+    pub fn crash_and_restart(self) -> Self {
+        self.crash();
+        std::thread::sleep(Duration::from_secs(1));
+        self.script(&["start"]);
+        self
+    }
+}
+
 impl Drop for SpareBroker {
     fn drop(&mut self) {
         let script =
@@ -372,4 +382,16 @@ impl Spawned {
         let status = self.child.wait().unwrap();
         (status, self.log("out"), self.log("err"))
     }
+}
+
+/// A fresh data dir with `metrics` and `workorders` generated records.
+pub fn sample_data(metrics: u64, workorders: u64) -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let out = factorypal(data.path())
+        .args(["gen-data", "--out", ".", "--metrics", &metrics.to_string()])
+        .args(["--workorders", &workorders.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    data
 }
