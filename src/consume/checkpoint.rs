@@ -68,10 +68,6 @@ impl Checkpoint {
         Ok(Self { dir })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path(&self, batch: u64, kind: &str) -> PathBuf {
         self.dir.join(format!("{batch:012}.{kind}.json"))
     }

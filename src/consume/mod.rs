@@ -19,8 +19,6 @@ use std::time::Duration;
 use rskafka::client::partition::UnknownTopicHandling;
 use tokio_util::sync::CancellationToken;
 
-pub use engine::allocate;
-
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
 use crate::sink::{ConsoleSink, ParquetSink, Sink, SinkError};

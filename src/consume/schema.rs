@@ -131,10 +131,6 @@ impl RowDecoder {
         }
     }
 
-    pub fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
     /// Rows decoded since the last [`RowDecoder::finish`].
     pub fn rows(&self) -> usize {
         self.rows

@@ -84,10 +84,6 @@ impl RecordShaper {
         }
     }
 
-    pub fn partitions(&self) -> i32 {
-        self.partitions
-    }
-
     /// Keyed records go where murmur2 says; unkeyed ones round-robin by stream offset, which
     /// spreads them evenly and keeps placement reproducible for `--resume`.
     pub fn shape(&self, offset: u64, line: &[u8]) -> Result<Prepared, BadRecord> {
