@@ -24,6 +24,7 @@ pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod consume;
+pub mod durable;
 pub mod gen_data;
 pub mod json;
 pub mod kafka;

@@ -1,15 +1,13 @@
 //! The consumer's checkpoint: for every micro-batch, a plan (the offset range per partition)
 //! written **before** any output, and a commit (the next offsets, the files written) written
 //! **after** the output is durably in place. Both are small JSON files written under a
-//! temporary name, synced, and renamed, with the directory synced after.
+//! temporary name, synced, and renamed, with the directory synced after ([`crate::durable`]).
 //!
 //! On start: the newest commit gives the next offsets. A plan newer than it is a batch that did
 //! not finish; it is replayed with the same ranges (the sink replaces the earlier attempt's
 //! output), so every record ends up in the output exactly once, whenever a crash hit.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -132,16 +130,8 @@ impl Checkpoint {
     }
 
     fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), CheckpointError> {
-        let tmp = path.with_extension("json.tmp");
-        let mut file = File::create(&tmp).map_err(io(&tmp))?;
         let text = serde_json::to_vec_pretty(value).expect("checkpoint entries serialize");
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))
+        crate::durable::write_file(path, &text).map_err(io(path))
     }
 }
 

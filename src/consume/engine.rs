@@ -465,28 +465,18 @@ fn write_bad_records(
     suffix: &str,
     bad: &[BadRecordEntry],
 ) -> Result<(), crate::sink::SinkError> {
-    use std::io::Write;
-    let io = |path: &std::path::Path| {
-        let path = path.display().to_string();
-        move |source| crate::sink::SinkError::Io {
-            path: path.clone(),
-            source,
-        }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("batch-{batch:08}{suffix}.jsonl"));
-    let tmp = dir.join(format!(".batch-{batch:08}{suffix}.jsonl.tmp"));
     let mut text = Vec::new();
     for b in bad {
         serde_json::to_writer(&mut text, b).expect("bad record entries serialize");
         text.push(b'\n');
     }
-    let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(&text)
-        .and_then(|()| file.sync_all())
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    crate::sink::sync_dir(dir)
+    std::fs::create_dir_all(dir)
+        .and_then(|()| crate::durable::write_file(&path, &text))
+        .map_err(|source| crate::sink::SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Fetches `[start, end)` of one partition into `out`, in order.

@@ -5,7 +5,7 @@ mod console;
 mod parquet;
 
 pub use console::ConsoleSink;
-pub use parquet::{ParquetSink, sync_dir};
+pub use parquet::ParquetSink;
 
 use arrow::record_batch::RecordBatch;
 

@@ -99,7 +99,7 @@ impl Sink for ParquetSink {
             self.suffix
         );
         let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let tmp = crate::durable::temporary_for(&path);
         let encode = |e: parquet::errors::ParquetError| SinkError::Encode {
             path: tmp.display().to_string(),
             reason: e.to_string(),
@@ -110,20 +110,16 @@ impl Sink for ParquetSink {
         writer.write(rows).map_err(encode)?;
         let file = writer.into_inner().map_err(encode)?;
         file.sync_all().map_err(io(&tmp))?;
+        // The directory is synced once per batch, in `commit`.
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         self.written.push(name);
         Ok(())
     }
 
     fn commit(&mut self) -> Result<Vec<String>, SinkError> {
-        sync_dir(&self.dir)?;
+        crate::durable::sync_dir(&self.dir).map_err(io(&self.dir))?;
         Ok(std::mem::take(&mut self.written))
     }
-}
-
-/// Makes renames in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), SinkError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SinkError + '_ {
