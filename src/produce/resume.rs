@@ -155,7 +155,8 @@ pub async fn read_source_offsets(
     Ok(())
 }
 
-async fn bounded<T>(
+/// One Kafka call bounded by `timeout`, its failure as text.
+pub async fn bounded<T>(
     timeout: Duration,
     fut: impl Future<Output = Result<T, rskafka::client::error::Error>>,
 ) -> Result<T, String> {

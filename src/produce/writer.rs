@@ -22,7 +22,7 @@ use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::record::Prepared;
-use super::resume::read_source_offsets;
+use super::resume::{bounded, read_source_offsets};
 use super::{ProduceError, SourceStats};
 use crate::backoff::{Retry, RetryPolicy};
 
@@ -181,13 +181,11 @@ impl PartitionWriter {
     /// Removes from `batch` the records this source already has in the partition beyond
     /// `log_end`, then moves `log_end` to the partition's current end.
     async fn drop_landed(&mut self, batch: &mut Vec<Prepared>) -> Result<(), String> {
-        let end = tokio::time::timeout(
+        let end = bounded(
             self.ctx.request_timeout,
             self.client.get_offset(OffsetAt::Latest),
         )
-        .await
-        .map_err(|_| format!("no answer within {:?}", self.ctx.request_timeout))?
-        .map_err(|e| e.to_string())?;
+        .await?;
         if end > self.log_end {
             let mut landed = HashSet::new();
             read_source_offsets(
