@@ -26,6 +26,7 @@ pub mod cli;
 pub mod consume;
 pub mod durable;
 pub mod gen_data;
+pub mod http;
 pub mod json;
 pub mod kafka;
 pub mod produce;

@@ -1,44 +1,29 @@
 //! The HTTP side of `serve-api`: routes, query parameters and the NDJSON stream.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::data::Dataset;
-
-/// Connections served at once. Each costs one small task; the cap only stops a runaway client
-/// from exhausting file descriptors. Further clients wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 4096;
+use crate::http::{Body, json_response, reject_method};
 
 /// With no delay, lines go out in chunks of about this size: big enough that per-chunk overhead
 /// vanishes, small enough to keep per-client memory flat.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-/// How long open connections get to close after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// Largest `delay` a request may ask for; more is surely a typo (milliseconds for seconds).
 const MAX_DELAY_SECS: f64 = 3600.0;
 
 pub const STREAM_PREFIX: &str = "/stream_data_";
-
-/// A stream body fails (rather than ends) when the server shuts down mid-stream: the client
-/// then sees a truncated response and knows to reconnect, instead of mistaking the shutdown
-/// for the end of the data.
-type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The served files and the default delay.
 #[derive(Debug, Clone)]
@@ -74,62 +59,14 @@ impl Catalog {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled; then stops accepting, ends every
-/// open stream, and returns once the connections closed (or after a short grace period).
+/// Serves the catalog on `listener` until `shutdown` is cancelled; then every open stream ends
+/// (as an error, see [`Body`]) and the server returns once the connections closed.
 pub async fn serve(listener: TcpListener, catalog: Catalog, shutdown: CancellationToken) {
-    let connections = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closes"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of descriptors or a reset during the handshake: not fatal for the server.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let catalog = catalog.clone();
+    let route = {
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn({
-                let shutdown = shutdown.clone();
-                move |req| {
-                    let response = route(&catalog, &req, &shutdown);
-                    async move { Ok::<_, Infallible>(response) }
-                }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
-    }
+        move |req: &Request<Incoming>| route(&catalog, req, &shutdown)
+    };
+    crate::http::serve(listener, route, shutdown).await;
 }
 
 fn route(
@@ -137,25 +74,18 @@ fn route(
     req: &Request<Incoming>,
     shutdown: &CancellationToken,
 ) -> Response<Body> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut response = json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"error": format!("method {} is not allowed: use GET", req.method())}),
-        );
-        response
-            .headers_mut()
-            .insert(ALLOW, "GET, HEAD".parse().expect("valid header"));
-        return response;
+    if let Some(rejected) = reject_method(req) {
+        return rejected;
     }
     let path = req.uri().path();
     if path == "/" {
         return json_response(
             StatusCode::OK,
-            json!({"endpoints": catalog.endpoints_json()}),
+            &json!({"endpoints": catalog.endpoints_json()}),
         );
     }
     if path == "/healthz" {
-        return json_response(StatusCode::OK, json!({"status": "ok"}));
+        return json_response(StatusCode::OK, &json!({"status": "ok"}));
     }
     let dataset = path
         .strip_prefix(STREAM_PREFIX)
@@ -163,7 +93,7 @@ fn route(
     let Some(dataset) = dataset else {
         return json_response(
             StatusCode::NOT_FOUND,
-            json!({
+            &json!({
                 "error": format!("no endpoint at {path}"),
                 "endpoints": catalog.paths(),
             }),
@@ -171,7 +101,7 @@ fn route(
     };
     match StreamParams::parse(req.uri().query(), dataset.len(), catalog.delay) {
         Ok(params) => stream_response(Arc::clone(dataset), params, shutdown.clone()),
-        Err(message) => json_response(StatusCode::BAD_REQUEST, json!({"error": message})),
+        Err(message) => json_response(StatusCode::BAD_REQUEST, &json!({"error": message})),
     }
 }
 
@@ -290,20 +220,6 @@ fn stream_response(
         .header(CONTENT_TYPE, "application/x-ndjson")
         .header(CACHE_CONTROL, "no-store")
         .body(StreamBody::new(stream).boxed())
-        .expect("valid response")
-}
-
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    let mut text = body.to_string();
-    text.push('\n');
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(
-            Full::new(Bytes::from(text))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
         .expect("valid response")
 }
 
