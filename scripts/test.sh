@@ -10,23 +10,29 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
-# kcat (librdkafka) is the tests' independent Kafka client: it reads back what we wrote and
-# produces with the Java client's partitioner for comparison.
-if ! command -v kcat >/dev/null 2>&1; then
-  log "installing kcat (Debian package)"
+# Debian packages the tests use as independent parts: kcat (librdkafka) reads back what we
+# wrote and produces with the Java client's partitioner for comparison; Chromium renders the
+# status page in a real browser.
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if (( ${#missing[@]} )); then
+  log "installing ${missing[*]} (Debian packages)"
   sudo=""
   [[ "$(id -u)" == 0 ]] || sudo="sudo"
   $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kcat >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+export FACTORYPAL_TEST_CHROMIUM="$(command -v chromium)"
 
-# pyarrow and DuckDB read the consumer's Parquet in the tests: independent readers, in a venv
-# of the project's own (cached under target/).
+# pyarrow and DuckDB read the consumer's Parquet in the tests, prometheus_client's parser reads
+# the status server's /metrics: independent readers, in a venv of the project's own (cached
+# under target/).
 pyenv="$PWD/target/pyenv"
-if ! "$pyenv/bin/python" -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
-  log "installing pyarrow and duckdb into $pyenv"
+if ! "$pyenv/bin/python" -c 'import pyarrow, duckdb, prometheus_client' >/dev/null 2>&1; then
+  log "installing pyarrow, duckdb and prometheus_client into $pyenv"
   python3 -m venv "$pyenv"
-  "$pyenv/bin/pip" install -q --disable-pip-version-check pyarrow duckdb >&2
+  "$pyenv/bin/pip" install -q --disable-pip-version-check pyarrow duckdb prometheus-client >&2
 fi
 export FACTORYPAL_TEST_PYTHON="$pyenv/bin/python"
 

@@ -48,28 +48,34 @@ pub enum Command {
     #[command(after_help = "Example:\n  factorypal serve-api --bind 127.0.0.1:5000 --delay 0")]
     ServeApi(ServeApiArgs),
     /// Create, delete, list and describe Kafka topics.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  factorypal admin create-topic metrics --partitions 3 --if-not-exists\n  factorypal admin describe-topic metrics"
+    )]
     Admin(AdminCommand),
     /// Read API streams and write every record to its Kafka topic.
     #[command(
-        after_help = "Examples:\n  factorypal produce metrics workorder\n  factorypal produce --all --api-url http://127.0.0.1:5000 --create-topics\n  factorypal produce metrics --resume   # after a crash: no gaps, no duplicates"
+        after_help = "Examples:\n  factorypal produce metrics workorder\n  factorypal produce --all --api-url http://127.0.0.1:5000 --create-topics\n  factorypal produce metrics --resume   # after a crash: no gaps, no duplicates\n  factorypal produce --all --status-bind 127.0.0.1:8081   # live status at http://127.0.0.1:8081/"
     )]
     Produce(ProduceArgs),
     /// Kafka → Parquet (or console) in micro-batches, exactly once across crashes.
     #[command(
-        after_help = "Examples:\n  factorypal consume --sink parquet --trigger available-now\n  factorypal consume --sink console --topics metrics --starting-offsets latest\n  factorypal consume --instance 0/2 --output /data/plant   # one of two processes"
+        after_help = "Examples:\n  factorypal consume --sink parquet --trigger available-now\n  factorypal consume --sink console --topics metrics --starting-offsets latest\n  factorypal consume --instance 0/2 --output /data/plant   # one of two processes\n  factorypal consume --status-bind 0.0.0.0:8080   # live status at http://HOST:8080/"
     )]
     Consume(ConsumeArgs),
     /// The whole pipeline in one process: API, topics, producers, consumers into Parquet.
     #[command(
-        after_help = "Examples:\n  factorypal run --until-drained --delay 0   # everything in data_source/ to Parquet, then exit\n  factorypal run                             # as a daemon, until Ctrl-C"
+        after_help = "Examples:\n  factorypal run --until-drained --delay 0   # everything in data_source/ to Parquet, then exit\n  factorypal run --status-bind 127.0.0.1:8080  # as a daemon, until Ctrl-C; watch http://127.0.0.1:8080/"
     )]
     Run(RunArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
     #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
     GenData(GenDataArgs),
     /// Inspect the effective settings.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  factorypal --config plant.toml config show"
+    )]
     Config(ConfigCommand),
     /// Print a shell completion script.
     #[command(
@@ -116,6 +122,8 @@ pub struct ProduceArgs {
     /// duplicates after a crash) instead of starting the stream from its beginning.
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub status: StatusArgs,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +134,16 @@ pub struct RunArgs {
     /// Seconds between records of the built-in API (`api.delay`).
     #[arg(long, value_name = "SECS")]
     pub delay: Option<f64>,
+    #[command(flatten)]
+    pub status: StatusArgs,
+}
+
+/// The live status server, for the commands that run for a while.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Serve a live status page (/, /status, /metrics) on this address (`status.bind`).
+    #[arg(long, value_name = "ADDR")]
+    pub status_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,6 +189,8 @@ pub struct ConsumeArgs {
     /// Be instance I of N: partitions p with p % N == I.
     #[arg(long, value_name = "I/N")]
     pub instance: Option<String>,
+    #[command(flatten)]
+    pub status: StatusArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +257,12 @@ pub enum ConfigCommand {
     Show,
 }
 
+impl StatusArgs {
+    fn bind(&self) -> Option<String> {
+        self.status_bind.map(|a| a.to_string())
+    }
+}
+
 impl Cli {
     /// The settings layers this command line asks for: the config file and the flags that
     /// override settings keys.
@@ -255,9 +281,16 @@ impl Cli {
                 );
                 sources.set_opt("api.delay", args.delay);
             }
-            Command::Produce(args) => sources.set_opt("producer.api_url", args.api_url.clone()),
-            Command::Run(args) => sources.set_opt("api.delay", args.delay),
+            Command::Produce(args) => {
+                sources.set_opt("producer.api_url", args.api_url.clone());
+                sources.set_opt("status.bind", args.status.bind());
+            }
+            Command::Run(args) => {
+                sources.set_opt("api.delay", args.delay);
+                sources.set_opt("status.bind", args.status.bind());
+            }
             Command::Consume(args) => {
+                sources.set_opt("status.bind", args.status.bind());
                 let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
                 sources.set_opt("consumer.output", path(&args.output));
                 sources.set_opt("consumer.checkpoint", path(&args.checkpoint));

@@ -14,6 +14,9 @@
 //! * [`produce`]: API streams → Kafka, keyed like the Java client, resumable.
 //! * [`consume`]: Kafka → Arrow micro-batches → [`sink`]s (Parquet, console), checkpointed.
 //! * [`run`]: all of it in one process (`factorypal run`).
+//! * [`status`]: live counters and offsets, served by `--status-bind` as a page, JSON and
+//!   Prometheus metrics.
+//! * [`http`]: the accept loop and responses both HTTP servers (API, status) share.
 //! * [`backoff`]: retry timing (exponential, jittered, with a deadline).
 //! * [`json`]: JSON compaction shared by the API and the producer.
 //! * [`gen_data`]: deterministic sample data with planted, documented correlations.
@@ -34,3 +37,4 @@ pub mod run;
 pub mod settings;
 pub mod shutdown;
 pub mod sink;
+pub mod status;

@@ -13,6 +13,7 @@ use factorypal::cli::{LogFormat, SinkArg};
 use factorypal::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use factorypal::produce::{self, ProduceError, ProduceOptions};
 use factorypal::settings::{Settings, SettingsError};
+use factorypal::status::{Status, server::serve_while};
 use factorypal::{admin, api, gen_data, kafka, shutdown};
 
 fn main() -> ExitCode {
@@ -42,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let settings = Settings::load(&cli.settings_sources())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let status_bind = settings.status.bind_addr();
     runtime.block_on(async move {
         match &cli.command {
             Command::ServeApi(_) => api::run(&settings.api, shutdown::install()).await,
@@ -53,14 +55,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     create_topics: args.create_topics,
                     resume: args.resume,
                 };
-                produce::run(&settings, &options, shutdown::install()).await?;
+                let status = Status::new("produce");
+                let work = produce::run(&settings, &options, &status, shutdown::install());
+                serve_while(status_bind, &status, work).await?;
                 Ok(())
             }
             Command::Run(args) => {
                 let options = factorypal::run::RunOptions {
                     until_drained: args.until_drained,
                 };
-                factorypal::run::run(&settings, &options, shutdown::install()).await
+                let status = Status::new("run");
+                let work = factorypal::run::run(&settings, &options, &status, shutdown::install());
+                serve_while(status_bind, &status, work).await
             }
             Command::Consume(args) => {
                 let partitions = match (&args.partitions, &args.instance) {
@@ -76,8 +82,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     topics: args.topics.clone(),
                     partitions,
+                    print_summaries: true,
                 };
-                consume::run(&settings, &options, shutdown::install()).await?;
+                let status = Status::new("consume");
+                let work = consume::run(&settings, &options, &status, shutdown::install());
+                serve_while(status_bind, &status, work).await?;
                 Ok(())
             }
             Command::GenData(args) => {

@@ -8,9 +8,10 @@
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{self, ConsumeOptions, PartitionSelection, SinkKind};
+use crate::consume::{self, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary};
 use crate::produce::{self, ProduceOptions};
 use crate::settings::Settings;
+use crate::status::Status;
 
 pub struct RunOptions {
     pub until_drained: bool,
@@ -19,6 +20,7 @@ pub struct RunOptions {
 pub async fn run(
     settings: &Settings,
     options: &RunOptions,
+    status: &Status,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut settings = settings.clone();
@@ -60,10 +62,12 @@ pub async fn run(
         sink: SinkKind::Parquet,
         topics: None,
         partitions: PartitionSelection::All,
+        print_summaries: false, // one line per topic for both phases, below
     };
-    let consumers = tokio::spawn({
+    let mut consumers = tokio::spawn({
         let (settings, parquet, stop) = (settings.clone(), parquet.clone(), consumers_stop.clone());
-        async move { consume::run(&settings, &parquet, stop).await }
+        let status = status.clone();
+        async move { consume::run(&settings, &parquet, &status, stop).await }
     });
     let produce_options = ProduceOptions {
         sources: Vec::new(),
@@ -71,23 +75,36 @@ pub async fn run(
         create_topics: true,
         resume: true,
     };
-    let produced = produce::run(&settings, &produce_options, shutdown.clone()).await;
+    let produced = produce::run(&settings, &produce_options, status, shutdown.clone()).await;
 
+    let mut consumed = Vec::new();
     if options.until_drained && produced.is_ok() && !shutdown.is_cancelled() {
         // Everything is in Kafka: let the running consumers finish their batch, then drain.
         consumers_stop.cancel();
-        consumers.await.context("consumer task panicked")??;
+        consumed.extend(consumers.await.context("consumer task panicked")??);
         let mut drain = settings.clone();
         drain.consumer.trigger = "available-now".into();
         drain.consumer.max_offsets_per_trigger = 0;
-        consume::run(&drain, &parquet, shutdown.clone()).await?;
+        consumed.extend(consume::run(&drain, &parquet, status, shutdown.clone()).await?);
     } else {
+        let mut ended = None;
         if produced.is_ok() && !options.until_drained {
-            // A daemon keeps consuming what arrives until it is told to stop.
-            shutdown.cancelled().await;
+            // A daemon keeps consuming what arrives until it is told to stop, or until the
+            // consumers end on their own, which only a failure makes them do.
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                result = &mut consumers => ended = Some(result),
+            }
         }
         consumers_stop.cancel();
-        consumers.await.context("consumer task panicked")??;
+        let result = match ended {
+            Some(result) => result,
+            None => consumers.await,
+        };
+        consumed.extend(result.context("consumer task panicked")??);
+    }
+    for summary in TopicSummary::combine(consumed) {
+        println!("{summary}");
     }
     api_stop.cancel();
     if let Some(api) = api {

@@ -29,6 +29,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub producer: ProducerSettings,
     pub consumer: ConsumerSettings,
+    pub status: StatusSettings,
 }
 
 /// How to reach the Kafka cluster.
@@ -90,6 +91,21 @@ impl Default for ApiSettings {
             data_dir: PathBuf::from("data_source"),
             delay: 0.1,
         }
+    }
+}
+
+/// The live status server of `run`, `produce` and `consume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    /// `HOST:PORT` to serve the status page on; empty: no status server.
+    pub bind: String,
+}
+
+impl StatusSettings {
+    /// The address to serve on, if any (checked when the settings load).
+    pub fn bind_addr(&self) -> Option<SocketAddr> {
+        self.bind.trim().parse().ok()
     }
 }
 
@@ -566,6 +582,13 @@ impl Settings {
         }
         self.validate_producer()?;
         self.validate_consumer()?;
+        if !self.status.bind.trim().is_empty() && self.status.bind_addr().is_none() {
+            return Err(SettingsError::Invalid {
+                key: "status.bind",
+                value: format!("{:?}", self.status.bind),
+                expected: "HOST:PORT with an IP address, like 127.0.0.1:8080, or empty for none",
+            });
+        }
         if self.admin.replication_factor < 1 {
             return Err(SettingsError::Invalid {
                 key: "admin.replication_factor",

@@ -9,20 +9,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    SpareBroker, Spawned, bootstrap, configured, factorypal, run_with_timeout, sample_data,
+    SpareBroker, Spawned, bootstrap, configured, factorypal, python, run_with_timeout, sample_data,
     send_signal, start_api, stderr, stdout, unique_topic,
 };
 use serde_json::Value;
-
-/// The Python with pyarrow and duckdb that scripts/test.sh installs.
-fn python() -> String {
-    std::env::var("FACTORYPAL_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "FACTORYPAL_TEST_PYTHON is not set: run the tests with scripts/test.sh (it installs \
-             pyarrow and duckdb into target/pyenv), or set it to a python with both"
-        )
-    })
-}
 
 /// What pyarrow and DuckDB read from a topic's output directory.
 struct ParquetView {

@@ -22,6 +22,7 @@ use crate::settings::{
     BadRecordPolicy, ColumnType, ConsumerSettings, DataLossPolicy, StartingOffsets, Trigger,
 };
 use crate::sink::Sink;
+use crate::status::{BatchReport, RunState, TopicStatus};
 
 /// Bytes one fetch may return per partition: large enough that a fetch is never the
 /// bottleneck, small enough for a small box.
@@ -32,6 +33,9 @@ const FETCH_MAX_WAIT_MS: i32 = 500;
 const CHUNK_QUEUE: usize = 2;
 /// Bad records logged per batch when there is no `_bad_records/` directory (console sink).
 const BAD_RECORDS_LOGGED: usize = 10;
+/// How often latest offsets are looked up between batches while a status page watches, so
+/// its lag is current even with a long trigger interval.
+const STATUS_REFRESH: Duration = Duration::from_secs(2);
 
 /// Everything one topic's loop needs.
 pub struct TopicJob {
@@ -46,6 +50,10 @@ pub struct TopicJob {
     pub instance_suffix: String,
     pub settings: ConsumerSettings,
     pub request_timeout: Duration,
+    pub status: Arc<TopicStatus>,
+    /// Whether a status server shows `status` (then latest offsets are refreshed between
+    /// batches).
+    pub watched: bool,
 }
 
 /// A bad record as written to `_bad_records/`.
@@ -202,6 +210,21 @@ pub async fn run_topic(
     sink: Box<dyn Sink>,
     shutdown: CancellationToken,
 ) -> Result<TopicSummary, ConsumeError> {
+    let status = Arc::clone(&job.status);
+    status.set_consumer_state(RunState::Running);
+    let result = consume_topic(job, sink, shutdown).await;
+    status.set_consumer_state(match result {
+        Ok(_) => RunState::Finished,
+        Err(_) => RunState::Failed,
+    });
+    result
+}
+
+async fn consume_topic(
+    job: TopicJob,
+    sink: Box<dyn Sink>,
+    shutdown: CancellationToken,
+) -> Result<TopicSummary, ConsumeError> {
     let started = Instant::now();
     let settings = job.settings.clone();
     let policy = settings.retry_policy();
@@ -239,6 +262,7 @@ pub async fn run_topic(
         }
     }
     let mut batch = recovered.last_commit.as_ref().map_or(0, |c| c.batch + 1);
+    job.status.set_committed(&next);
 
     let mut writer = BatchWriter {
         topic: job.topic.clone(),
@@ -256,9 +280,10 @@ pub async fn run_topic(
 
     let trigger = settings.trigger();
     let targets = match trigger {
-        Trigger::AvailableNow => Some(offsets(&job, OffsetAt::Latest, policy).await?),
+        Trigger::AvailableNow => Some(latest_offsets(&job, policy).await?),
         Trigger::Every(_) => None,
     };
+    let mut status_refresh = tokio::time::interval(STATUS_REFRESH);
     let mut ticker = match trigger {
         Trigger::Every(period) => {
             let mut t = tokio::time::interval(period);
@@ -272,6 +297,10 @@ pub async fn run_topic(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
+                _ = status_refresh.tick(), if job.watched => {
+                    refresh_latest(&job).await;
+                    continue;
+                }
             }
         }
         if shutdown.is_cancelled() {
@@ -280,7 +309,7 @@ pub async fn run_topic(
         let earliest = offsets(&job, OffsetAt::Earliest, policy).await?;
         let latest = match &targets {
             Some(targets) => targets.clone(),
-            None => offsets(&job, OffsetAt::Latest, policy).await?,
+            None => latest_offsets(&job, policy).await?,
         };
         for (p, next_p) in next.iter_mut() {
             let first = earliest[p];
@@ -309,6 +338,28 @@ pub async fn run_topic(
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The partitions' end offsets, shown on the status page as they are read.
+async fn latest_offsets(
+    job: &TopicJob,
+    policy: RetryPolicy,
+) -> Result<BTreeMap<i32, i64>, ConsumeError> {
+    let latest = offsets(job, OffsetAt::Latest, policy).await?;
+    job.status.observe_latest_all(&latest);
+    Ok(latest)
+}
+
+/// One look-up of the end offsets for the status page, without retries: a failure only
+/// leaves the page's numbers a little older.
+async fn refresh_latest(job: &TopicJob) {
+    for client in &job.partitions {
+        let latest =
+            tokio::time::timeout(job.request_timeout, client.get_offset(OffsetAt::Latest)).await;
+        if let Ok(Ok(end)) = latest {
+            job.status.observe_latest(client.partition(), end);
+        }
+    }
 }
 
 fn handle_data_loss(
@@ -343,6 +394,7 @@ async fn execute(
     summary: &mut TopicSummary,
 ) -> Result<BatchWriter, ConsumeError> {
     let mut retry = Retry::new(job.settings.retry_policy());
+    let started = Instant::now();
     loop {
         let (returned, result) = attempt(job, writer, plan).await;
         writer = returned;
@@ -366,6 +418,14 @@ async fn execute(
                         })?;
                 }
                 tracing::info!(topic = %job.topic, batch = plan.batch, rows, bad_records = bad, files = files.len(), "batch committed");
+                job.status.record_batch(&BatchReport {
+                    batch: plan.batch,
+                    ranges: &plan.ranges,
+                    rows,
+                    bad_records: bad,
+                    files: files.len() as u64,
+                    duration: started.elapsed(),
+                });
                 summary.batches += 1;
                 summary.rows += rows;
                 summary.bad_records += bad;

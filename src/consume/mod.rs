@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
 use crate::sink::{ConsoleSink, ParquetSink, Sink, SinkError};
+use crate::status::Status;
 use checkpoint::{Checkpoint, CheckpointError};
 use engine::TopicJob;
 
@@ -99,6 +100,8 @@ pub struct ConsumeOptions {
     /// `None`: every topic with a schema.
     pub topics: Option<Vec<String>>,
     pub partitions: PartitionSelection,
+    /// Print a summary line per topic at the end (Parquet sink; `run` prints its own).
+    pub print_summaries: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +185,26 @@ pub struct TopicSummary {
     pub elapsed: Duration,
 }
 
+impl TopicSummary {
+    /// One summary per topic out of several runs' (in first-seen order): counts and times add.
+    pub fn combine(summaries: impl IntoIterator<Item = TopicSummary>) -> Vec<TopicSummary> {
+        let mut combined: Vec<TopicSummary> = Vec::new();
+        for s in summaries {
+            match combined.iter_mut().find(|c| c.topic == s.topic) {
+                Some(c) => {
+                    c.batches += s.batches;
+                    c.rows += s.rows;
+                    c.bad_records += s.bad_records;
+                    c.files += s.files;
+                    c.elapsed += s.elapsed;
+                }
+                None => combined.push(s),
+            }
+        }
+        combined
+    }
+}
+
 impl fmt::Display for TopicSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64();
@@ -199,11 +222,13 @@ impl fmt::Display for TopicSummary {
     }
 }
 
-/// Consumes the chosen topics until drained (`available-now`) or shutdown; prints a summary
-/// line per topic.
+/// Consumes the chosen topics until drained (`available-now`) or shutdown. A topic that fails
+/// stops the others after their current batch: a pipeline that silently lost one of its
+/// streams would be worse than one that stops and says why.
 pub async fn run(
     settings: &Settings,
     options: &ConsumeOptions,
+    status: &Status,
     shutdown: CancellationToken,
 ) -> Result<Vec<TopicSummary>, ConsumeError> {
     let consumer = &settings.consumer;
@@ -275,25 +300,32 @@ pub async fn run(
             })?;
             partitions.push(Arc::new(c));
         }
-        jobs.push(job(settings, options, topic, partitions)?);
+        jobs.push(job(settings, options, topic, partitions, status)?);
     }
 
-    let mut tasks = Vec::new();
+    let stop = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
     for (job, sink) in jobs {
-        tasks.push(tokio::spawn(engine::run_topic(job, sink, shutdown.clone())));
+        tasks.spawn(engine::run_topic(job, sink, stop.clone()));
     }
     let mut summaries = Vec::new();
     let mut first_error = None;
-    for task in tasks {
-        match task.await.expect("topic task panicked") {
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("topic task panicked") {
             Ok(summary) => summaries.push(summary),
             Err(error) => {
-                tracing::error!(%error, "topic failed");
+                if first_error.is_none() && !stop.is_cancelled() {
+                    tracing::error!(%error, "topic failed; stopping the other topics after their current batch");
+                } else {
+                    tracing::error!(%error, "topic failed");
+                }
+                stop.cancel();
                 first_error.get_or_insert(error);
             }
         }
     }
-    if options.sink == SinkKind::Parquet {
+    summaries.sort_by_key(|s| topics.iter().position(|t| *t == s.topic));
+    if options.print_summaries && options.sink == SinkKind::Parquet {
         for summary in &summaries {
             println!("{summary}");
         }
@@ -309,6 +341,7 @@ fn job(
     options: &ConsumeOptions,
     topic: &str,
     partitions: Vec<Arc<rskafka::client::partition::PartitionClient>>,
+    status: &Status,
 ) -> Result<(TopicJob, Box<dyn Sink>), ConsumeError> {
     let consumer = &settings.consumer;
     let topic_dir = consumer.output.join(topic);
@@ -353,6 +386,8 @@ fn job(
         instance_suffix: suffix,
         settings: consumer.clone(),
         request_timeout: settings.kafka.timeout(),
+        status: status.topic(topic),
+        watched: status.is_watched(),
     };
     Ok((job, sink))
 }

@@ -15,7 +15,7 @@ mod writer;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rskafka::BackoffConfig;
@@ -31,6 +31,7 @@ use crate::admin::{self, AdminError};
 use crate::backoff::Retry;
 use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
 use crate::settings::{BadRecordPolicy, CompressionCodec, Settings, SourceSettings};
+use crate::status::{RunState, SourceCounters, Status, TopicStatus};
 use resume::ResumePoint;
 use writer::{PartitionWriter, WriterContext};
 
@@ -128,18 +129,6 @@ pub struct ProduceOptions {
     pub resume: bool,
 }
 
-/// Live counters of one source, read by the progress display.
-#[derive(Debug, Default)]
-pub struct SourceStats {
-    /// Records acknowledged by the broker.
-    pub records: AtomicU64,
-    /// Value bytes of those records.
-    pub bytes: AtomicU64,
-    pub bad: AtomicU64,
-    /// Records `--resume` found already in the topic.
-    pub skipped: AtomicU64,
-}
-
 /// The end-of-run line of one source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceSummary {
@@ -195,6 +184,7 @@ struct SourcePlan {
 pub async fn run(
     settings: &Settings,
     options: &ProduceOptions,
+    status: &Status,
     shutdown: CancellationToken,
 ) -> Result<Vec<SourceSummary>, ProduceError> {
     let mut plans = plan(settings, options)?;
@@ -206,7 +196,10 @@ pub async fn run(
     // request that may already be written; ours check first (see `writer`).
     let client = Arc::new(writing_client(settings).await?);
 
-    let stats: Vec<Arc<SourceStats>> = plans.iter().map(|_| Arc::default()).collect();
+    let stats: Vec<Arc<SourceCounters>> = plans
+        .iter()
+        .map(|p| status.source(&p.settings.name, &p.settings.topic))
+        .collect();
     let progress_done = CancellationToken::new();
     let progress = progress::spawn(
         plans
@@ -224,8 +217,15 @@ pub async fn run(
         let client = Arc::clone(&client);
         let shutdown = shutdown.clone();
         let resume = options.resume;
+        let topic = status.topic(&plan.settings.topic);
         tasks.push(tokio::spawn(async move {
-            produce_source(&settings, &client, plan, resume, stats, shutdown).await
+            let source = SourceRun {
+                plan,
+                resume,
+                stats,
+                topic,
+            };
+            produce_source(&settings, &client, source, shutdown).await
         }));
     }
     let mut summaries = Vec::new();
@@ -396,26 +396,30 @@ fn compression(codec: CompressionCodec) -> Compression {
 }
 
 /// Runs one source to the end of its stream; the summary comes back even when it failed.
+/// One source's run: what to read, and where its numbers go.
+struct SourceRun {
+    plan: SourcePlan,
+    resume: bool,
+    stats: Arc<SourceCounters>,
+    /// The topic's live status (the partitions' end offsets as acknowledged).
+    topic: Arc<TopicStatus>,
+}
+
 async fn produce_source(
     settings: &Settings,
     client: &Client,
-    plan: SourcePlan,
-    resume: bool,
-    stats: Arc<SourceStats>,
+    source: SourceRun,
     shutdown: CancellationToken,
 ) -> (SourceSummary, Result<(), ProduceError>) {
     let started = Instant::now();
     let mut resumed_at = None;
-    let result = produce_source_inner(
-        settings,
-        client,
-        &plan,
-        resume,
-        &stats,
-        shutdown,
-        &mut resumed_at,
-    )
-    .await;
+    let result = produce_source_inner(settings, client, &source, shutdown, &mut resumed_at).await;
+    let SourceRun { plan, stats, .. } = source;
+    stats.set_state(if result.is_ok() {
+        RunState::Finished
+    } else {
+        RunState::Failed
+    });
     let summary = SourceSummary {
         name: plan.settings.name.clone(),
         topic: plan.settings.topic.clone(),
@@ -433,12 +437,17 @@ async fn produce_source(
 async fn produce_source_inner(
     settings: &Settings,
     client: &Client,
-    plan: &SourcePlan,
-    resume: bool,
-    stats: &Arc<SourceStats>,
+    run: &SourceRun,
     shutdown: CancellationToken,
     resumed_at: &mut Option<u64>,
 ) -> Result<(), ProduceError> {
+    let SourceRun {
+        plan,
+        resume,
+        stats,
+        topic,
+    } = run;
+    let resume = *resume;
     let producer = &settings.producer;
     let source = &plan.settings;
     let request_timeout = settings.kafka.timeout();
@@ -487,6 +496,9 @@ async fn produce_source_inner(
         }
     };
 
+    for (partition, &end) in point.log_ends.iter().enumerate() {
+        topic.observe_latest(partition as i32, end);
+    }
     let window_permits = Arc::new(Semaphore::new(window));
     let context = Arc::new(WriterContext {
         source_name: source.name.clone(),
@@ -497,6 +509,7 @@ async fn produce_source_inner(
         retry: producer.retry_policy(),
         request_timeout,
         stats: Arc::clone(stats),
+        topic_status: Arc::clone(topic),
         window: Arc::clone(&window_permits),
     });
     // A writer that fails stops the reader through this token.

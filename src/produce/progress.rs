@@ -4,20 +4,20 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::SourceStats;
+use crate::status::{Rate, SourceCounters};
 
 /// How often the terminal line refreshes.
 const TICK: Duration = Duration::from_millis(250);
 
 /// Reports on `sources` until `done` is cancelled.
 pub fn spawn(
-    sources: Vec<(String, Arc<SourceStats>)>,
+    sources: Vec<(String, Arc<SourceCounters>)>,
     log_interval: Duration,
     done: CancellationToken,
 ) -> JoinHandle<()> {
@@ -28,7 +28,7 @@ pub fn spawn(
     }
 }
 
-async fn live(sources: Vec<(String, Arc<SourceStats>)>, done: CancellationToken) {
+async fn live(sources: Vec<(String, Arc<SourceCounters>)>, done: CancellationToken) {
     let multi = MultiProgress::new();
     let style = ProgressStyle::with_template("{spinner} {prefix}: {msg}").expect("valid template");
     let bars: Vec<ProgressBar> = sources
@@ -63,7 +63,7 @@ async fn live(sources: Vec<(String, Arc<SourceStats>)>, done: CancellationToken)
 }
 
 async fn logged(
-    sources: Vec<(String, Arc<SourceStats>)>,
+    sources: Vec<(String, Arc<SourceCounters>)>,
     interval: Duration,
     done: CancellationToken,
 ) {
@@ -85,28 +85,5 @@ async fn logged(
                 "progress"
             );
         }
-    }
-}
-
-/// Records per second since the previous update.
-struct Rate {
-    at: Instant,
-    records: u64,
-}
-
-impl Rate {
-    fn new() -> Self {
-        Self {
-            at: Instant::now(),
-            records: 0,
-        }
-    }
-
-    fn update(&mut self, records: u64) -> f64 {
-        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
-        let rate = records.saturating_sub(self.records) as f64 / secs;
-        self.at = Instant::now();
-        self.records = records;
-        rate
     }
 }

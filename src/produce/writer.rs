@@ -21,10 +21,11 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::ProduceError;
 use super::record::Prepared;
 use super::resume::{bounded, read_source_offsets};
-use super::{ProduceError, SourceStats};
 use crate::backoff::{Retry, RetryPolicy};
+use crate::status::{SourceCounters, TopicStatus};
 
 /// What every partition writer of one source shares.
 #[derive(Debug)]
@@ -38,7 +39,8 @@ pub struct WriterContext {
     /// Bounds each produce/fetch request, so a broker that accepts and never answers is
     /// retried rather than waited on forever.
     pub request_timeout: Duration,
-    pub stats: Arc<SourceStats>,
+    pub stats: Arc<SourceCounters>,
+    pub topic_status: Arc<TopicStatus>,
     /// The source's window of unacknowledged records: one permit per record, given back here
     /// once the broker acknowledged it.
     pub window: Arc<Semaphore>,
@@ -149,6 +151,9 @@ impl PartitionWriter {
         let stats = &self.ctx.stats;
         stats.records.fetch_add(count as u64, Ordering::Relaxed);
         stats.bytes.fetch_add(value_bytes as u64, Ordering::Relaxed);
+        self.ctx
+            .topic_status
+            .observe_latest(self.client.partition(), self.log_end);
         self.ctx.window.add_permits(count);
         Ok(())
     }

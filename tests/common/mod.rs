@@ -28,6 +28,17 @@ pub fn bootstrap() -> String {
     })
 }
 
+/// The Python with pyarrow, duckdb and prometheus_client that scripts/test.sh installs.
+pub fn python() -> String {
+    std::env::var("FACTORYPAL_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "FACTORYPAL_TEST_PYTHON is not set: run the tests with scripts/test.sh (it installs \
+             pyarrow, duckdb and prometheus_client into target/pyenv), or set it to a python \
+             with them"
+        )
+    })
+}
+
 /// A topic name no other test (or earlier run against the same broker) uses.
 pub fn unique_topic(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
