@@ -448,6 +448,19 @@ fn bad_records_go_to_bad_records_or_stop_the_batch() {
             .to_string_lossy()
             .ends_with(".commit.json")
     }));
+
+    // A failing topic stops a running consumer of several: the healthy one does not keep the
+    // process alive (and the failure out of sight) until someone looks at the log.
+    let healthy = raw_topic(&[r#"{"time": 1767225600, "product": 1, "production": 2.5}"#]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &topic, &healthy, "on_bad_record = \"fail\"");
+    let out = consume(dir.path(), &["--trigger", "200ms"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopping the other topics"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
