@@ -18,5 +18,7 @@ COPY --from=build /src/target/release/factorypal /usr/local/bin/factorypal
 COPY config ./config
 COPY data_source ./data_source
 USER factorypal
+# serve-api's default port, and the status page's in compose.yaml.
+EXPOSE 5000 8080
 ENTRYPOINT ["factorypal"]
 CMD ["--help"]

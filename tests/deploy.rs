@@ -146,6 +146,54 @@ fn compose_starts_in_order_without_fixed_addresses() {
     );
 }
 
+/// The address a service's status server binds: `--status-bind` in its command, else
+/// `FACTORYPAL__STATUS__BIND` in its environment.
+fn status_bind(service: &Yaml) -> Option<std::net::SocketAddr> {
+    let command = strings(field(service, "command")?);
+    let from_flag = command
+        .iter()
+        .position(|a| a == "--status-bind")
+        .map(|i| command[i + 1].clone());
+    let from_env = field(service, "environment")
+        .map(|env| &env["FACTORYPAL__STATUS__BIND"])
+        .and_then(Yaml::as_str)
+        .map(String::from);
+    from_flag
+        .or(from_env)
+        .map(|a| a.parse().expect("an address"))
+}
+
+#[test]
+fn the_consumer_serves_its_status_page_on_8080() {
+    let doc = compose();
+    let consume = &doc["services"]["consume"];
+    let bind = status_bind(consume).expect("consume runs a status server");
+    assert_eq!(bind.port(), 8080);
+    assert!(
+        bind.ip().is_unspecified(),
+        "{bind}: inside a container the status server must listen on all interfaces to be reachable"
+    );
+    assert!(
+        strings(&consume["ports"]).contains(&"8080:8080".to_string()),
+        "port 8080 is published"
+    );
+    let check = strings(&consume["healthcheck"]["test"]).join(" ");
+    assert!(
+        check.contains("8080"),
+        "the health check looks at the status server: {check}"
+    );
+    // Every other published status port matches its server too.
+    for (name, service) in doc["services"].as_hash().unwrap() {
+        if let Some(bind) = status_bind(service) {
+            let published = format!("{0}:{0}", bind.port());
+            assert!(
+                strings(&service["ports"]).contains(&published),
+                "{name:?} serves status on {bind} but does not publish {published}"
+            );
+        }
+    }
+}
+
 #[test]
 fn dockerfile_is_multi_stage_non_root_with_the_right_entrypoint() {
     let text = repo_file("Dockerfile");
