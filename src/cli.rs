@@ -318,3 +318,27 @@ impl Cli {
         sources
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand, nested ones too, shows at least one example in its `--help`.
+    #[test]
+    fn every_subcommand_help_has_an_example() {
+        fn check(command: &clap::Command, path: &str) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                let after = sub
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(after.contains("Example"), "`{path} --help` has no example");
+                check(sub, &path);
+            }
+        }
+        let cli = Cli::command();
+        check(&cli, "factorypal");
+    }
+}
