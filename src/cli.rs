@@ -65,7 +65,7 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// The whole pipeline in one process: API, topics, producers, consumers into Parquet.
     #[command(
-        after_help = "Examples:\n  factorypal run --until-drained --delay 0   # everything in data_source/ to Parquet, then exit\n  factorypal run --status-bind 127.0.0.1:8080  # as a daemon, until Ctrl-C; watch http://127.0.0.1:8080/"
+        after_help = "Examples:\n  factorypal run --until-drained --delay 0      # everything in data_source/ to Parquet, then exit\n  factorypal run --status-bind 127.0.0.1:8080   # as a daemon, until Ctrl-C; watch http://127.0.0.1:8080/"
     )]
     Run(RunArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
