@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # From a fresh clone to Parquet in one command: builds factorypal, starts a local Apache Kafka
 # (unless FACTORYPAL__KAFKA__BOOTSTRAP names one), runs `factorypal run --until-drained` on
-# data_source/ with no delay (API → Kafka → Parquet in database/), and prints what it wrote. Running it again adds nothing: the producer resumes after what the topics hold
-# and the consumer after its checkpoint.
+# data_source/ with no delay (API → Kafka → Parquet in database/), and prints what it wrote.
+# Running it again adds nothing: the producer resumes after what the topics hold and the
+# consumer after its checkpoint.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

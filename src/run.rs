@@ -75,33 +75,54 @@ pub async fn run(
         create_topics: true,
         resume: true,
     };
-    let produced = produce::run(&settings, &produce_options, status, shutdown.clone()).await;
-
-    let mut consumed = Vec::new();
-    if options.until_drained && produced.is_ok() && !shutdown.is_cancelled() {
-        // Everything is in Kafka: let the running consumers finish their batch, then drain.
-        consumers_stop.cancel();
-        consumed.extend(consumers.await.context("consumer task panicked")??);
-        let mut drain = settings.clone();
-        drain.consumer.trigger = "available-now".into();
-        drain.consumer.max_offsets_per_trigger = 0;
-        consumed.extend(consume::run(&drain, &parquet, status, shutdown.clone()).await?);
-    } else {
-        let mut ended = None;
-        if produced.is_ok() && !options.until_drained {
-            // A daemon keeps consuming what arrives until it is told to stop, or until the
-            // consumers end on their own, which only a failure makes them do.
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                result = &mut consumers => ended = Some(result),
-            }
+    // Consumers end on their own only when one fails; then the producers stop too, rather
+    // than fill topics nobody reads.
+    let producers_stop = shutdown.child_token();
+    let producing = produce::run(&settings, &produce_options, status, producers_stop.clone());
+    tokio::pin!(producing);
+    let mut consumers_ended = None;
+    let produced = tokio::select! {
+        produced = &mut producing => produced,
+        ended = &mut consumers => {
+            consumers_ended = Some(ended);
+            producers_stop.cancel();
+            producing.await
         }
-        consumers_stop.cancel();
-        let result = match ended {
-            Some(result) => result,
-            None => consumers.await,
-        };
-        consumed.extend(result.context("consumer task panicked")??);
+    };
+    if consumers_ended.is_none() && produced.is_ok() && !options.until_drained {
+        // A daemon keeps consuming what arrives until it is told to stop.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            ended = &mut consumers => consumers_ended = Some(ended),
+        }
+    }
+    let consumer_failed_first = consumers_ended.is_some();
+    let drain = options.until_drained
+        && produced.is_ok()
+        && !consumer_failed_first
+        && !shutdown.is_cancelled();
+
+    // Everything is in Kafka (or we are stopping): the running consumers finish their batch.
+    consumers_stop.cancel();
+    let ended = match consumers_ended {
+        Some(ended) => ended,
+        None => consumers.await,
+    };
+    let mut consumed = Vec::new();
+    let mut consumer_error: Option<anyhow::Error> = None;
+    match ended.context("consumer task panicked")? {
+        Ok(summaries) => consumed.extend(summaries),
+        Err(error) => consumer_error = Some(error.into()),
+    }
+    if drain && consumer_error.is_none() {
+        // One last pass takes whatever arrived after the consumers' last batch.
+        let mut settings = settings.clone();
+        settings.consumer.trigger = "available-now".into();
+        settings.consumer.max_offsets_per_trigger = 0;
+        match consume::run(&settings, &parquet, status, shutdown.clone()).await {
+            Ok(summaries) => consumed.extend(summaries),
+            Err(error) => consumer_error = Some(error.into()),
+        }
     }
     for summary in TopicSummary::combine(consumed) {
         println!("{summary}");
@@ -110,7 +131,13 @@ pub async fn run(
     if let Some(api) = api {
         api.await.context("API task panicked")?;
     }
-    produced?;
+    // The error that stopped the pipeline first is the one to report.
+    match (consumer_error, produced) {
+        (Some(error), _) if consumer_failed_first => return Err(error),
+        (_, Err(error)) => return Err(error.into()),
+        (Some(error), Ok(_)) => return Err(error),
+        (None, Ok(_)) => {}
+    }
     println!(
         "pipeline finished in {:.2} s",
         started.elapsed().as_secs_f64()

@@ -710,20 +710,65 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
     assert_metrics_once(&view, &source_records(&data.path().join("metrics.json")));
 }
 
+/// [`write_config`] plus the API on `data` and a source per topic, for `run`.
+fn write_run_config(dir: &Path, data: &Path, metrics: &str, workorder: &str, consumer_extra: &str) {
+    write_config(dir, metrics, workorder, consumer_extra);
+    let mut config = std::fs::read_to_string(dir.join("c.toml")).unwrap();
+    config += &format!(
+        "[api]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+         [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n\
+         [[producer.sources]]\nname = \"workorder\"\npath = \"/stream_data_workorder\"\ntopic = \"{workorder}\"\nkey = \"product\"\n",
+        data.display()
+    );
+    std::fs::write(dir.join("c.toml"), config).unwrap();
+}
+
+#[test]
+fn run_stops_the_pipeline_when_a_consumer_fails() {
+    // Producing takes minutes (0.05 s between records); a consumer that must fail on its
+    // first batch stops the whole run long before that.
+    let data = sample_data(3000, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = unique_topic("rf-metrics");
+    let workorder = unique_topic("rf-workorder");
+    write_run_config(
+        dir.path(),
+        data.path(),
+        &metrics,
+        &workorder,
+        "trigger = \"300ms\"\non_bad_record = \"fail\"",
+    );
+    // The metrics schema now wants a bool where the records carry numbers.
+    let config = std::fs::read_to_string(dir.path().join("c.toml"))
+        .unwrap()
+        .replace("id = \"int32\"", "id = \"bool\"");
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let out = run_with_timeout(
+        &mut configured(dir.path(), "run", &["--delay", "0.05"]),
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad record"), "{}", stderr(&out));
+    // The producer's summary: it stopped with the consumer, long before its stream ended.
+    let produced: u64 = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no producer summary in {}", stdout(&out)));
+    assert!(produced < 3000, "the producer went on: {}", stdout(&out));
+}
+
 #[test]
 fn run_until_drained_writes_every_sample_record_to_parquet_once() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = unique_topic("r-metrics");
     let workorder = unique_topic("r-workorder");
-    write_config(dir.path(), &metrics, &workorder, "trigger = \"500ms\"");
-    let mut config = std::fs::read_to_string(dir.path().join("c.toml")).unwrap();
-    config += &format!(
-        "[api]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n\
-         [[producer.sources]]\nname = \"workorder\"\npath = \"/stream_data_workorder\"\ntopic = \"{workorder}\"\nkey = \"product\"\n",
-        repo().join("data_source").display()
+    write_run_config(
+        dir.path(),
+        &repo().join("data_source"),
+        &metrics,
+        &workorder,
+        "trigger = \"500ms\"",
     );
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
     for round in 0..2 {
         let out = run_with_timeout(
             &mut configured(dir.path(), "run", &["--until-drained", "--delay", "0"]),
