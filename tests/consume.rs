@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     SpareBroker, Spawned, bootstrap, configured, factorypal, python, run_with_timeout, sample_data,
-    send_signal, start_api, stderr, stdout, unique_topic,
+    send_signal, start_api, stderr, stdout, unique_topic, write_config, write_run_config,
 };
 use serde_json::Value;
 
@@ -47,15 +47,6 @@ fn read_parquet(topic_dir: &Path) -> ParquetView {
 
 /// A config whose consumer writes under `dir/out` with schemas for `metrics` and
 /// `workorder` topics named as given.
-fn write_config(dir: &Path, metrics: &str, workorder: &str, consumer_extra: &str) {
-    let text = format!(
-        "[consumer]\noutput = \"out\"\n{consumer_extra}\n\
-         [consumer.topics.{metrics}.schema]\nid = \"int32\"\nval = \"float64\"\ntime = \"timestamp\"\n\
-         [consumer.topics.{workorder}.schema]\ntime = \"timestamp\"\nproduct = \"int32\"\nproduction = \"float64\"\n"
-    );
-    std::fs::write(dir.join("c.toml"), text).unwrap();
-}
-
 fn consume_cmd(dir: &Path, args: &[&str]) -> std::process::Command {
     configured(dir, "consume", args)
 }
@@ -708,19 +699,6 @@ async fn a_broker_crash_mid_run_is_retried_and_nothing_is_lost_or_repeated() {
     );
     let view = read_parquet(&dir.path().join("out").join(&metrics));
     assert_metrics_once(&view, &source_records(&data.path().join("metrics.json")));
-}
-
-/// [`write_config`] plus the API on `data` and a source per topic, for `run`.
-fn write_run_config(dir: &Path, data: &Path, metrics: &str, workorder: &str, consumer_extra: &str) {
-    write_config(dir, metrics, workorder, consumer_extra);
-    let mut config = std::fs::read_to_string(dir.join("c.toml")).unwrap();
-    config += &format!(
-        "[api]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n\
-         [[producer.sources]]\nname = \"workorder\"\npath = \"/stream_data_workorder\"\ntopic = \"{workorder}\"\nkey = \"product\"\n",
-        data.display()
-    );
-    std::fs::write(dir.join("c.toml"), config).unwrap();
 }
 
 #[test]

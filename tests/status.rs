@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Spawned, configured, free_port, http_get_body, python, run_with_timeout, sample_data,
-    send_signal, start_api, stderr, unique_topic,
+    send_signal, start_api, stderr, unique_topic, write_run_config,
 };
 use serde_json::Value;
 
@@ -215,27 +215,19 @@ fn sample(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
         .unwrap_or_else(|| panic!("no sample {name}{key:?}"))
 }
 
-/// A config for `run` over `data` into new topics, consuming every 300 ms.
-fn run_config(dir: &Path, data: &Path, metrics: &str, workorder: &str) {
-    let text = format!(
-        "[api]\nbind = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [consumer]\noutput = \"out\"\ntrigger = \"300ms\"\nmax_offsets_per_trigger = 1000\n\
-         [consumer.topics.{metrics}.schema]\nid = \"int32\"\nval = \"float64\"\ntime = \"timestamp\"\n\
-         [consumer.topics.{workorder}.schema]\ntime = \"timestamp\"\nproduct = \"int32\"\nproduction = \"float64\"\n\
-         [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n\
-         [[producer.sources]]\nname = \"workorder\"\npath = \"/stream_data_workorder\"\ntopic = \"{workorder}\"\nkey = \"product\"\n",
-        data.display()
-    );
-    std::fs::write(dir.join("c.toml"), text).unwrap();
-}
-
 #[test]
 fn run_status_page_renders_topics_and_offsets_in_a_real_browser() {
     let data = sample_data(METRICS, WORKORDERS);
     let dir = tempfile::tempdir().unwrap();
     let metrics = unique_topic("st-metrics");
     let workorder = unique_topic("st-workorder");
-    run_config(dir.path(), data.path(), &metrics, &workorder);
+    write_run_config(
+        dir.path(),
+        data.path(),
+        &metrics,
+        &workorder,
+        "trigger = \"300ms\"",
+    );
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut run = Spawned::start(&mut configured(
         dir.path(),
