@@ -134,6 +134,10 @@ fn bad_config_is_a_usage_error_naming_file_key_and_type() {
         factorypal(dir.path()).env("FACTORYPAL__API__DELAY", "-1"),
         &["api.delay", "not negative"],
     );
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__STATUS__BIND", "localhost:8080"),
+        &["status.bind", "\"localhost:8080\"", "127.0.0.1:8080"],
+    );
 }
 
 #[test]
