@@ -489,3 +489,181 @@ fn a_status_address_in_use_is_reported_before_any_work() {
         "{err}"
     );
 }
+
+/// A new one-partition topic holding `payloads`, written by kcat (an independent client).
+fn topic_with(payloads: &[String]) -> String {
+    let topic = unique_topic("st-raw");
+    let out = run_with_timeout(
+        common::factorypal(Path::new(".")).args([
+            "--bootstrap",
+            &common::bootstrap(),
+            "admin",
+            "create-topic",
+            &topic,
+            "--partitions",
+            "1",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut kcat = Command::new("kcat")
+        .args(["-b", &common::bootstrap(), "-P", "-t", &topic, "-p", "0"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    kcat.stdin
+        .take()
+        .unwrap()
+        .write_all(payloads.join("\n").as_bytes())
+        .unwrap();
+    assert!(kcat.wait().unwrap().success());
+    topic
+}
+
+#[test]
+fn a_failing_write_is_retried_shown_on_the_status_page_and_committed_once() {
+    // 200 records, one of them bad. The bad-records file cannot be written while a plain file
+    // sits where its directory belongs: the batch fails whole, uncommitted, and is retried.
+    let mut payloads: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"id": {}, "val": {i}.5, "time": {}}}"#,
+                i % 20,
+                1_767_225_600 + i
+            )
+        })
+        .collect();
+    payloads[50] = "not json".into();
+    let name = topic_with(&payloads);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[consumer]\noutput = \"out\"\ntrigger = \"500ms\"\nmax_offsets_per_trigger = 0\n\
+             [consumer.topics.{name}.schema]\nid = \"int32\"\nval = \"float64\"\ntime = \"timestamp\"\n"
+        ),
+    )
+    .unwrap();
+    let topic_dir = dir.path().join("out").join(&name);
+    std::fs::create_dir_all(&topic_dir).unwrap();
+    let blocker = topic_dir.join("_bad_records");
+    std::fs::write(&blocker, "in the way").unwrap();
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut consume = Spawned::start(&mut configured(
+        dir.path(),
+        "consume",
+        &["--status-bind", &addr.to_string()],
+    ));
+    let status = wait_for_status(&mut consume, addr, Duration::from_secs(60), |s| {
+        s["topics"]
+            .as_array()
+            .is_some_and(|t| t.len() == 1 && t[0]["retries"].as_u64() >= Some(2))
+    });
+    let t = topic(&status, &name);
+    assert_eq!(
+        t["batches"], 0,
+        "nothing is committed while the batch fails"
+    );
+    assert_eq!(t["lag"], 200);
+    let problem = t["problem"]["message"].as_str().unwrap();
+    assert!(
+        problem.contains("batch 0") && problem.contains("_bad_records"),
+        "{problem}"
+    );
+    let (_, samples) = parsed_metrics(addr);
+    assert_eq!(
+        sample(
+            &samples,
+            "factorypal_consumer_retrying",
+            &[("topic", &name)]
+        ),
+        1.0
+    );
+    let dom = rendered_dom(&format!("http://{addr}/"));
+    assert!(dom.contains("class=\"problem\">retrying"), "{dom}");
+
+    // The disk is usable again: the same batch goes through, once.
+    std::fs::remove_file(&blocker).unwrap();
+    let status = wait_for_status(&mut consume, addr, Duration::from_secs(60), |s| {
+        s["topics"][0]["lag"] == 0
+    });
+    let t = topic(&status, &name);
+    assert_eq!(t["problem"], Value::Null);
+    assert_eq!(
+        (t["rows"].as_u64(), t["bad_records"].as_u64()),
+        (Some(199), Some(1))
+    );
+    send_signal(consume.child.id(), "TERM");
+    let (exit, _, err) = consume.finish(Duration::from_secs(60));
+    assert!(exit.success(), "{err}");
+    assert!(err.contains("batch failed; it is not committed"), "{err}");
+
+    let count = Command::new(python())
+        .args([
+            "-c",
+            "import sys, pyarrow.dataset as ds; print(ds.dataset(sys.argv[1], format='parquet').count_rows())",
+        ])
+        .arg(&topic_dir)
+        .output()
+        .unwrap();
+    assert!(count.status.success(), "{}", stderr(&count));
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "199");
+    let bad = std::fs::read_to_string(blocker.join("batch-00000000.jsonl")).unwrap();
+    assert_eq!(bad.lines().count(), 1);
+    assert!(bad.contains("\"offset\":50"), "{bad}");
+}
+
+#[test]
+fn a_producer_waiting_for_its_api_shows_why_on_the_status_page() {
+    let data = sample_data(100, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = unique_topic("st-wait");
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[producer]\napi_url = \"http://{api}\"\n\
+             [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n"
+        ),
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut produce = Spawned::start(&mut configured(
+        dir.path(),
+        "produce",
+        &[
+            "metrics",
+            "--create-topics",
+            "--status-bind",
+            &addr.to_string(),
+        ],
+    ));
+    // Nothing listens at the API's address yet.
+    let status = wait_for_status(&mut produce, addr, Duration::from_secs(60), |s| {
+        s["sources"][0]["retries"].as_u64() >= Some(1)
+    });
+    let source = &status["sources"][0];
+    assert_eq!(source["state"], "running");
+    let problem = source["problem"]["message"].as_str().unwrap();
+    assert!(problem.contains(&api.to_string()), "{problem}");
+    let (_, samples) = parsed_metrics(addr);
+    let labels = [("source", "metrics"), ("topic", metrics.as_str())];
+    assert_eq!(sample(&samples, "factorypal_source_retrying", &labels), 1.0);
+
+    // The API comes up: the producer connects and every record goes through.
+    let mut server = Spawned::start(common::factorypal(dir.path()).args([
+        "serve-api",
+        "--bind",
+        &api.to_string(),
+        "--data-dir",
+        &data.path().display().to_string(),
+        "--delay",
+        "0",
+    ]));
+    let (exit, out, err) = produce.finish(Duration::from_secs(60));
+    assert!(exit.success(), "{err}");
+    assert!(out.contains("metrics: 100 records"), "{out}");
+    server.kill();
+}

@@ -213,10 +213,13 @@ pub async fn run_topic(
     let status = Arc::clone(&job.status);
     status.set_consumer_state(RunState::Running);
     let result = consume_topic(job, sink, shutdown).await;
-    status.set_consumer_state(match result {
-        Ok(_) => RunState::Finished,
-        Err(_) => RunState::Failed,
-    });
+    match &result {
+        Ok(_) => status.set_consumer_state(RunState::Finished),
+        Err(error) => {
+            status.trouble.failed(error);
+            status.set_consumer_state(RunState::Failed);
+        }
+    }
     result
 }
 
@@ -426,6 +429,7 @@ async fn execute(
                     files: files.len() as u64,
                     duration: started.elapsed(),
                 });
+                job.status.trouble.recovered();
                 summary.batches += 1;
                 summary.rows += rows;
                 summary.bad_records += bad;
@@ -437,6 +441,9 @@ async fn execute(
                     return Err(error);
                 };
                 tracing::warn!(topic = %job.topic, batch = plan.batch, %error, retry_in = ?wait, "batch failed; it is not committed and will be retried");
+                job.status
+                    .trouble
+                    .failed(format!("batch {} failed: {error}", plan.batch));
                 tokio::time::sleep(wait).await;
             }
             Err(error) => return Err(error),
@@ -460,10 +467,14 @@ async fn attempt(
             .map(Arc::clone)
             .expect("planned partitions are owned");
         let tx = tx.clone();
-        let (topic, settings, timeout) =
-            (job.topic.clone(), job.settings.clone(), job.request_timeout);
+        let fetch = RangeFetch {
+            topic: job.topic.clone(),
+            settings: job.settings.clone(),
+            timeout: job.request_timeout,
+            status: Arc::clone(&job.status),
+        };
         fetchers.push(tokio::spawn(async move {
-            fetch_range(&topic, &client, start, end, tx, &settings, timeout).await
+            fetch.run(&client, start, end, tx).await
         }));
     }
     drop(tx);
@@ -539,79 +550,103 @@ fn write_bad_records(
         })
 }
 
-/// Fetches `[start, end)` of one partition into `out`, in order.
-async fn fetch_range(
-    topic: &str,
-    client: &PartitionClient,
-    start: i64,
-    end: i64,
-    out: mpsc::Sender<Chunk>,
-    settings: &ConsumerSettings,
+/// What fetching a partition's range needs besides the partition.
+struct RangeFetch {
+    topic: String,
+    settings: ConsumerSettings,
     timeout: Duration,
-) -> Result<(), ConsumeError> {
-    let partition = client.partition();
-    let mut offset = start;
-    let mut retry = Retry::new(settings.retry_policy());
-    let mut empty_fetches = 0;
-    while offset < end {
-        let fetched = tokio::time::timeout(
+    status: Arc<TopicStatus>,
+}
+
+impl RangeFetch {
+    /// Fetches `[start, end)` of one partition into `out`, in order.
+    async fn run(
+        &self,
+        client: &PartitionClient,
+        start: i64,
+        end: i64,
+        out: mpsc::Sender<Chunk>,
+    ) -> Result<(), ConsumeError> {
+        let RangeFetch {
+            topic,
+            settings,
             timeout,
-            client.fetch_records(offset, 1..FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS),
-        )
-        .await;
-        let error = match fetched {
-            Ok(Ok((mut records, _high_watermark))) => {
-                retry.succeeded();
-                records.retain(|r| r.offset >= offset && r.offset < end);
-                let Some(last) = records.last() else {
-                    // Only control records or a compacted gap: a few empty answers in a row
-                    // mean the range cannot be read.
-                    empty_fetches += 1;
-                    if empty_fetches > 10 {
-                        return Err(ConsumeError::GaveUp {
-                            topic: topic.to_string(),
-                            error: format!(
-                                "partition {partition}: the broker returns no records for offsets {offset}..{end}"
-                            ),
-                        });
+            status,
+        } = self;
+        let (topic, timeout) = (topic.as_str(), *timeout);
+        let partition = client.partition();
+        let mut offset = start;
+        let mut retry = Retry::new(settings.retry_policy());
+        let mut empty_fetches = 0;
+        while offset < end {
+            let fetched = tokio::time::timeout(
+                timeout,
+                client.fetch_records(offset, 1..FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS),
+            )
+            .await;
+            let error = match fetched {
+                Ok(Ok((mut records, _high_watermark))) => {
+                    retry.succeeded();
+                    records.retain(|r| r.offset >= offset && r.offset < end);
+                    let Some(last) = records.last() else {
+                        // Only control records or a compacted gap: a few empty answers in a row
+                        // mean the range cannot be read.
+                        empty_fetches += 1;
+                        if empty_fetches > 10 {
+                            return Err(ConsumeError::GaveUp {
+                                topic: topic.to_string(),
+                                error: format!(
+                                    "partition {partition}: the broker returns no records for offsets {offset}..{end}"
+                                ),
+                            });
+                        }
+                        continue;
+                    };
+                    empty_fetches = 0;
+                    offset = last.offset + 1;
+                    if out.send(Chunk { partition, records }).await.is_err() {
+                        return Ok(()); // the writer stopped; its error is reported
                     }
                     continue;
-                };
-                empty_fetches = 0;
-                offset = last.offset + 1;
-                if out.send(Chunk { partition, records }).await.is_err() {
-                    return Ok(()); // the writer stopped; its error is reported
                 }
-                continue;
-            }
-            Ok(Err(ClientError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                ..
-            })) => {
-                let earliest = client
-                    .get_offset(OffsetAt::Earliest)
-                    .await
-                    .unwrap_or(offset);
-                if earliest > offset {
-                    handle_data_loss(topic, partition, offset, earliest, settings.on_data_loss)?;
-                    offset = earliest;
-                    continue;
+                Ok(Err(ClientError::ServerError {
+                    protocol_error: ProtocolError::OffsetOutOfRange,
+                    ..
+                })) => {
+                    let earliest = client
+                        .get_offset(OffsetAt::Earliest)
+                        .await
+                        .unwrap_or(offset);
+                    if earliest > offset {
+                        handle_data_loss(
+                            topic,
+                            partition,
+                            offset,
+                            earliest,
+                            settings.on_data_loss,
+                        )?;
+                        offset = earliest;
+                        continue;
+                    }
+                    "offset out of range".to_string()
                 }
-                "offset out of range".to_string()
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {timeout:?}"),
-        };
-        let Some(wait) = retry.failed() else {
-            return Err(ConsumeError::GaveUp {
-                topic: topic.to_string(),
-                error: format!("fetching partition {partition} at offset {offset}: {error}"),
-            });
-        };
-        tracing::warn!(%topic, partition, offset, %error, retry_in = ?wait, "fetch failed; retrying");
-        tokio::time::sleep(wait).await;
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {timeout:?}"),
+            };
+            let Some(wait) = retry.failed() else {
+                return Err(ConsumeError::GaveUp {
+                    topic: topic.to_string(),
+                    error: format!("fetching partition {partition} at offset {offset}: {error}"),
+                });
+            };
+            tracing::warn!(%topic, partition, offset, %error, retry_in = ?wait, "fetch failed; retrying");
+            status.trouble.failed(format!(
+                "fetching partition {partition} at offset {offset} failed: {error}"
+            ));
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

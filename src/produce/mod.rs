@@ -537,7 +537,8 @@ async fn produce_source_inner(
         producer.retry_policy(),
         producer.api_idle_timeout(),
         shutdown,
-    );
+    )
+    .reporting_to(Arc::clone(stats));
     let shaper = RecordShaper::new(source.key.clone(), plan.partitions);
     let mut bad_log = BadRecordLog::new(&source.name);
     let read_result: Result<(), ProduceError> = loop {

@@ -1,6 +1,7 @@
 //! Reads one NDJSON stream over HTTP, line by line with each line's 0-based offset, and when the
 //! connection drops, reconnects at `?offset=N` (the first line not yet read) with backoff.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -12,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{Retry, RetryPolicy};
+use crate::status::SourceCounters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -107,6 +109,8 @@ pub struct NdjsonReader {
     retry: Retry,
     idle_timeout: Duration,
     shutdown: CancellationToken,
+    /// Where reconnects show on the status page.
+    counters: Option<Arc<SourceCounters>>,
 }
 
 impl NdjsonReader {
@@ -128,7 +132,14 @@ impl NdjsonReader {
             retry: Retry::new(retry),
             idle_timeout,
             shutdown,
+            counters: None,
         }
+    }
+
+    /// Reports failures and recoveries of the stream to `counters`.
+    pub fn reporting_to(mut self, counters: Arc<SourceCounters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// The next line, `None` at the end of the stream or on shutdown.
@@ -159,6 +170,9 @@ impl NdjsonReader {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);
                         self.retry.succeeded();
+                        if let Some(counters) = &self.counters {
+                            counters.trouble.recovered();
+                        }
                     }
                 }
                 Ok(None) => self.ended = true,
@@ -199,6 +213,11 @@ impl NdjsonReader {
     }
 
     fn give_up_or_wait(&mut self, why: &str) -> Result<Duration, SourceError> {
+        if let Some(counters) = &self.counters {
+            counters
+                .trouble
+                .failed(format!("API stream {} failed: {why}", self.url));
+        }
         self.retry.failed().ok_or_else(|| SourceError::GaveUp {
             source_name: self.source_name.clone(),
             url: self.url.to_string(),

@@ -149,6 +149,7 @@ impl PartitionWriter {
             }
         }
         let stats = &self.ctx.stats;
+        stats.trouble.recovered();
         stats.records.fetch_add(count as u64, Ordering::Relaxed);
         stats.bytes.fetch_add(value_bytes as u64, Ordering::Relaxed);
         self.ctx
@@ -179,6 +180,10 @@ impl PartitionWriter {
             %error,
             "{what} failed; retrying"
         );
+        self.ctx.stats.trouble.failed(format!(
+            "{what} to {}/{partition} failed: {error}",
+            self.ctx.topic
+        ));
         tokio::time::sleep(wait).await;
         Ok(())
     }

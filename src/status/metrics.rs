@@ -63,6 +63,18 @@ const SOURCE: &[Metric<SourceSnapshot>] = &[
         |s| Some(s.records_per_second),
     ),
     metric(
+        "factorypal_source_retries_total",
+        "counter",
+        "Broker and API failures of the source that were retried.",
+        |s| Some(s.retries as f64),
+    ),
+    metric(
+        "factorypal_source_retrying",
+        "gauge",
+        "1 while a failure is being retried (until the next success), else 0.",
+        |s| Some(f64::from(u8::from(s.problem.is_some()))),
+    ),
+    metric(
         "factorypal_source_state",
         "gauge",
         "0 running, 1 finished, 2 failed.",
@@ -106,6 +118,18 @@ const TOPIC: &[Metric<TopicSnapshot>] = &[
         "gauge",
         "Fetch, decode, write and commit time of the last committed batch.",
         |t| t.last_batch.as_ref().map(|b| b.duration_seconds),
+    ),
+    metric(
+        "factorypal_consumer_retries_total",
+        "counter",
+        "Fetch and write failures that were retried.",
+        |t| t.consumer.map(|_| t.retries as f64),
+    ),
+    metric(
+        "factorypal_consumer_retrying",
+        "gauge",
+        "1 while a failure is being retried (until the next committed batch), else 0.",
+        |t| t.consumer.map(|_| f64::from(u8::from(t.problem.is_some()))),
     ),
     metric(
         "factorypal_consumer_state",

@@ -53,6 +53,8 @@ pub struct SourceCounters {
     pub bad: AtomicU64,
     /// Records `--resume` found already in the topic.
     pub skipped: AtomicU64,
+    /// Broker and API failures being retried.
+    pub trouble: Trouble,
     state: AtomicU8,
 }
 
@@ -85,10 +87,51 @@ impl SourceCounters {
     }
 }
 
+/// Failures that are being retried: how many there were, and the latest one until the next
+/// success clears it. What an operator wants to see while the lag grows.
+#[derive(Debug, Default)]
+pub struct Trouble {
+    retries: AtomicU64,
+    /// Whether `current` holds a problem: lets `recovered`, called on every success, skip the
+    /// lock.
+    troubled: AtomicBool,
+    current: Mutex<Option<(String, Instant)>>,
+}
+
+impl Trouble {
+    /// A failure that will be retried (or, last, the one that ended the work).
+    pub fn failed(&self, error: impl std::fmt::Display) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.current) = Some((error.to_string(), Instant::now()));
+        self.troubled.store(true, Ordering::Release);
+    }
+
+    /// Work succeeded again: the problem is over.
+    pub fn recovered(&self) {
+        if self.troubled.swap(false, Ordering::AcqRel) {
+            *lock(&self.current) = None;
+        }
+    }
+
+    fn snapshot(&self) -> (u64, Option<ProblemSnapshot>) {
+        let problem = lock(&self.current)
+            .as_ref()
+            .map(|(message, at)| ProblemSnapshot {
+                message: message.clone(),
+                age_seconds: at.elapsed().as_secs_f64(),
+            });
+        (self.retries.load(Ordering::Relaxed), problem)
+    }
+}
+
 /// One topic as this process sees it: latest offsets from the producer's acknowledgements
 /// and the consumer's offset look-ups, committed offsets and batches from the consumer.
 #[derive(Debug, Default)]
-pub struct TopicStatus(Mutex<TopicState>);
+pub struct TopicStatus {
+    state: Mutex<TopicState>,
+    /// The consumer's fetch and write failures.
+    pub trouble: Trouble,
+}
 
 #[derive(Debug, Default, Clone)]
 struct TopicState {
@@ -135,10 +178,7 @@ pub struct BatchReport<'a> {
 
 impl TopicStatus {
     fn state(&self) -> std::sync::MutexGuard<'_, TopicState> {
-        // A panic while holding the lock leaves plain counters behind: still worth showing.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     pub fn set_consumer_state(&self, state: RunState) {
@@ -248,6 +288,7 @@ impl Status {
             .map(|s| {
                 let c = &s.counters;
                 let records = c.records.load(Ordering::Relaxed);
+                let (retries, problem) = c.trouble.snapshot();
                 SourceSnapshot {
                     name: s.name.clone(),
                     topic: s.topic.clone(),
@@ -257,12 +298,14 @@ impl Status {
                     bytes: c.bytes.load(Ordering::Relaxed),
                     skipped: c.skipped.load(Ordering::Relaxed),
                     records_per_second: lock(&s.rate).sample(records),
+                    retries,
+                    problem,
                 }
             })
             .collect();
         let topics = lock(&board.topics)
             .iter()
-            .map(|(name, t)| topic_snapshot(name, &t.state()))
+            .map(|(name, t)| topic_snapshot(name, t))
             .collect();
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
@@ -275,13 +318,16 @@ impl Status {
     }
 }
 
+/// A panic while holding one of these locks leaves plain counters behind: still worth showing.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn topic_snapshot(name: &str, state: &TopicState) -> TopicSnapshot {
+fn topic_snapshot(name: &str, topic: &TopicStatus) -> TopicSnapshot {
+    let (retries, problem) = topic.trouble.snapshot();
+    let state = topic.state();
     let partitions: Vec<PartitionSnapshot> = state
         .partitions
         .iter()
@@ -318,6 +364,8 @@ fn topic_snapshot(name: &str, state: &TopicState) -> TopicSnapshot {
             duration_seconds: b.duration.as_secs_f64(),
             age_seconds: b.at.elapsed().as_secs_f64(),
         }),
+        retries,
+        problem,
         partitions,
     }
 }
@@ -344,6 +392,17 @@ pub struct SourceSnapshot {
     pub skipped: u64,
     /// Since the previous reading of the status (at least a second apart).
     pub records_per_second: f64,
+    /// Broker and API failures retried so far.
+    pub retries: u64,
+    /// The failure being retried now; `null` when all is well.
+    pub problem: Option<ProblemSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemSnapshot {
+    pub message: String,
+    /// Seconds since it last happened.
+    pub age_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -358,6 +417,11 @@ pub struct TopicSnapshot {
     pub bad_records: u64,
     pub files: u64,
     pub last_batch: Option<LastBatchSnapshot>,
+    /// Fetch and write failures retried so far.
+    pub retries: u64,
+    /// The failure being retried now (or the one that failed the topic); `null` when all is
+    /// well.
+    pub problem: Option<ProblemSnapshot>,
     pub partitions: Vec<PartitionSnapshot>,
 }
 
@@ -463,6 +527,20 @@ mod tests {
         assert_eq!(t.partitions[0].committed, Some(12));
         assert_eq!(t.partitions[0].consumed, 7);
         assert_eq!(t.last_batch.as_ref().unwrap().records, 10);
+    }
+
+    #[test]
+    fn trouble_shows_until_the_next_success() {
+        let status = Status::new("consume");
+        let topic = status.topic("metrics");
+        topic.trouble.failed("disk full");
+        topic.trouble.failed("disk full");
+        let t = &status.snapshot().topics[0];
+        assert_eq!(t.retries, 2);
+        assert_eq!(t.problem.as_ref().unwrap().message, "disk full");
+        topic.trouble.recovered();
+        let t = &status.snapshot().topics[0];
+        assert_eq!((t.retries, t.problem.is_none()), (2, true));
     }
 
     #[test]
