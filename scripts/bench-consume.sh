@@ -17,6 +17,7 @@
 #   BENCH_KCAT_RUNS=3           kcat is quick and noisy: run it this often, report the median
 #   BENCH_SPARK_RUNS=1          Spark runs (each ~20 s); the median query time is reported
 #   BENCH_SKIP_SPARK=1          kcat only
+#   BENCH_STATUS=1              also factorypal with --status-bind, scraped 10 times a second
 #   BENCH_MAX_FOREIGN_SHARE=0.05  a run during which other processes (a build, tests) used
 #   BENCH_BUSY_RETRIES=3        more than this share of the cores is repeated, this often
 #   SPARK_DRIVER_MEMORY=1g      heap of Spark's one JVM (driver = executor in local mode)
@@ -262,29 +263,64 @@ kcat_variant "no 0.5 s end-of-partition wait" -X fetch.wait.max.ms=10
 # factorypal consume: the same topic to Parquet, everything in one micro-batch (no limit),
 # a fresh output and checkpoint each run; the rows written are checked with pyarrow.
 fp_runs="${BENCH_FACTORYPAL_RUNS:-3}"
-fp_rates=() fp_rss=() fp_frn=()
-for ((i = 1; i <= fp_runs; i++)); do
-  for ((try = 0; ; try++)); do
-    rm -rf "$work/fp-out"
-    measure "$work/fp.rss" "$work/fp-tree.json" "$work/fp-$i.log" \
-      "$bin" -q --config "$cfg" --bootstrap "$bootstrap" consume --sink parquet --topics "$topic" \
-      --output "$work/fp-out" --trigger available-now --max-offsets-per-trigger 0
-    ((measure_rc == 0)) || { cat "$work/fp-$i.log" >&2; die "factorypal consume failed (exit $measure_rc)"; }
-    if disturbed && ((try < busy_retries)); then
-      log "factorypal run $i: other processes took $measure_foreign s of CPU; again"
-      continue
-    fi
-    break
+# fp_runs timed runs with extra consume arguments "$@"; sets fp_rate (median), fp_peak_kib,
+# fp_rates, fp_rss, fp_frn and fp_rows. With $fp_watch set (a HOST:PORT), a scraper reads
+# /status and /metrics there all through each run (scripts/bench/scrape_status.py).
+fp_variant() {
+  local label="$1" i try scraper
+  shift
+  fp_rates=() fp_rss=() fp_frn=()
+  for ((i = 1; i <= fp_runs; i++)); do
+    for ((try = 0; ; try++)); do
+      rm -rf "$work/fp-out"
+      scraper=""
+      if [[ -n "${fp_watch:-}" ]]; then
+        python3 scripts/bench/scrape_status.py "$fp_watch" 0.1 "$work/scrape-$i.json" &
+        scraper=$!
+      fi
+      measure "$work/fp.rss" "$work/fp-tree.json" "$work/fp-$i.log" \
+        "$bin" -q --config "$cfg" --bootstrap "$bootstrap" consume --sink parquet --topics "$topic" \
+        --output "$work/fp-out" --trigger available-now --max-offsets-per-trigger 0 "$@"
+      if [[ -n "$scraper" ]]; then kill -TERM "$scraper"; wait "$scraper" || true; fi
+      ((measure_rc == 0)) || { cat "$work/fp-$i.log" >&2; die "factorypal consume failed (exit $measure_rc)"; }
+      if disturbed && ((try < busy_retries)); then
+        log "factorypal ($label) run $i: other processes took $measure_foreign s of CPU; again"
+        continue
+      fi
+      break
+    done
+    fp_rates+=("$(calc "round($records / $measure_s)")")
+    fp_rss+=("$(cat "$work/fp.rss")")
+    fp_frn+=("$measure_foreign")
+    log "factorypal ($label) run $i: $(calc "round($measure_s, 3)") s, ${fp_rates[-1]} records/s, peak RSS ${fp_rss[-1]} KiB"
   done
-  fp_rates+=("$(calc "round($records / $measure_s)")")
-  fp_rss+=("$(cat "$work/fp.rss")")
-  fp_frn+=("$measure_foreign")
-  log "factorypal run $i: $(calc "round($measure_s, 3)") s, ${fp_rates[-1]} records/s, peak RSS ${fp_rss[-1]} KiB"
-done
-fp_rows="$("$py" scripts/bench/spark_consume.py count "$work/fp-out/$topic")"
-[[ "$fp_rows" == "$records" ]] || die "factorypal wrote $fp_rows rows, expected $records"
-fp_rate="$(median "${fp_rates[@]}")"
-fp_peak_kib="$(printf '%s\n' "${fp_rss[@]}" | sort -n | tail -n 1)"
+  fp_rows="$("$py" scripts/bench/spark_consume.py count "$work/fp-out/$topic")"
+  [[ "$fp_rows" == "$records" ]] || die "factorypal wrote $fp_rows rows, expected $records"
+  fp_rate="$(median "${fp_rates[@]}")"
+  fp_peak_kib="$(printf '%s\n' "${fp_rss[@]}" | sort -n | tail -n 1)"
+}
+fp_variant "plain"
+
+# BENCH_STATUS=1: the same runs with the status server on and a scraper reading /status and
+# /metrics ten times a second (a page reads /status every 2 s): what watching costs.
+if [[ "${BENCH_STATUS:-0}" == 1 ]]; then
+  plain=("$fp_rate" "$fp_peak_kib" "${fp_rates[*]}" "${fp_rss[*]}" "${fp_frn[*]}" "$fp_rows")
+  fp_watch="127.0.0.1:$(free_port)"
+  rm -f "$work"/scrape-*.json
+  # The scraper's own CPU counts as "other processes": tolerate it.
+  saved_share="$max_foreign_share"
+  max_foreign_share=0.5
+  fp_variant "status watched" --status-bind "$fp_watch"
+  max_foreign_share="$saved_share"
+  status_summary="factorypal consume ... --status-bind, scraped 10×/s: $fp_rate records/s (median of $fp_runs: ${fp_rates[*]}), peak RSS $(calc "round($fp_peak_kib / 1024)") MiB (per run, KiB: ${fp_rss[*]}); CPU taken by other processes (s): ${fp_frn[*]}"
+  status_scrapes="$(python3 scripts/bench/scrape_status.py --summarize "$work"/scrape-*.json)"
+  fp_watch=""
+  read -r fp_rate fp_peak_kib <<<"${plain[0]} ${plain[1]}"
+  read -r -a fp_rates <<<"${plain[2]}"
+  read -r -a fp_rss <<<"${plain[3]}"
+  read -r -a fp_frn <<<"${plain[4]}"
+  fp_rows="${plain[5]}"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Spark: the old job, one process tree (python driver → spark-submit JVM). Its memory is
@@ -376,6 +412,10 @@ if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
   echo "  peak RSS, /usr/bin/time %M: $(mib "$time_kib") MiB (outlived python, so not in %M: $outlived)"
   echo "  Parquet rows written (pyarrow): $parquet_rows"
   echo "  CPU taken by other processes during each run (s; ~0 = clean): $spark_foreign"
+fi
+if [[ "${BENCH_STATUS:-0}" == 1 ]]; then
+  echo "$status_summary"
+  echo "  scraper: $status_scrapes"
 fi
 echo "ratios: factorypal ÷ kcat (defaults) = $(calc "round($fp_rate / ${kcat_medians[0]}, 2)"), factorypal ÷ kcat (no end wait) = $(calc "round($fp_rate / ${kcat_medians[1]}, 2)")"
 if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
