@@ -41,6 +41,7 @@ Done. The Parquet files:
 $(find database -name '*.parquet' -not -path '*/_*' | sort | sed 's/^/  /')
 
 Open them with pyarrow or DuckDB, for example:
-  python3 -c "import pyarrow.dataset as ds; print(ds.dataset('database/metrics').to_table().to_pandas())"
-  duckdb -c "select id, count(*), avg(val) from read_parquet('database/metrics/*.parquet') group by id order by id"
+  python3 -c "import pyarrow.dataset as ds; print(ds.dataset('database/metrics').to_table())"
+  python3 -c "import duckdb; duckdb.sql(\"select id, count(*), avg(val) from 'database/metrics/*.parquet' group by id order by id\").show()"
+(pip install pyarrow duckdb, if they are not there yet.)
 EOF

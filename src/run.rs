@@ -6,6 +6,7 @@
 //! running consumers finish their batch, and one last `available-now` pass drains the rest.
 
 use anyhow::Context;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::consume::{self, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary};
@@ -28,34 +29,8 @@ pub async fn run(
 
     // The API first, so the producers have something to read.
     let api_stop = shutdown.child_token();
-    let api = if settings.api.enabled {
-        let (listener, catalog) = crate::api::bind(&settings.api).await?;
-        let addr = listener.local_addr()?;
-        // Our own producers reach it on loopback whatever address it is bound to.
-        settings.producer.api_url = format!("http://127.0.0.1:{}", addr.port());
-        Some(tokio::spawn(crate::api::serve(
-            listener,
-            catalog,
-            api_stop.clone(),
-        )))
-    } else {
-        None
-    };
-
-    // Producers create missing topics; consumers need theirs to exist before they start.
-    let kafka = crate::kafka::KafkaClient::connect(&settings.kafka).await?;
-    for topic in settings.consumer.topics.keys() {
-        let admin = &settings.admin;
-        crate::admin::create_topic(
-            &kafka,
-            topic,
-            admin.partitions,
-            admin.replication_factor,
-            true,
-        )
-        .await
-        .with_context(|| format!("creating topic {topic}"))?;
-    }
+    let api = start_api(&mut settings, api_stop.clone()).await?;
+    create_consumed_topics(&settings).await?;
 
     let consumers_stop = shutdown.child_token();
     let parquet = ConsumeOptions {
@@ -142,5 +117,40 @@ pub async fn run(
         "pipeline finished in {:.2} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Starts the built-in API unless `api.enabled` is off, and points the producers at it.
+async fn start_api(
+    settings: &mut Settings,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if !settings.api.enabled {
+        return Ok(None);
+    }
+    let (listener, catalog) = crate::api::bind(&settings.api).await?;
+    let addr = listener.local_addr()?;
+    // Our own producers reach it on loopback whatever address it is bound to.
+    settings.producer.api_url = format!("http://127.0.0.1:{}", addr.port());
+    Ok(Some(tokio::spawn(crate::api::serve(
+        listener, catalog, stop,
+    ))))
+}
+
+/// Producers create their missing topics themselves; consumers need theirs to exist first.
+async fn create_consumed_topics(settings: &Settings) -> anyhow::Result<()> {
+    let kafka = crate::kafka::KafkaClient::connect(&settings.kafka).await?;
+    let admin = &settings.admin;
+    for topic in settings.consumer.topics.keys() {
+        crate::admin::create_topic(
+            &kafka,
+            topic,
+            admin.partitions,
+            admin.replication_factor,
+            true,
+        )
+        .await
+        .with_context(|| format!("creating topic {topic}"))?;
+    }
     Ok(())
 }

@@ -163,6 +163,9 @@ impl KafkaClient {
     }
 }
 
+/// Failures of a setup call shorter than this are logged at debug level only.
+const ROUTINE_OUTAGE: Duration = Duration::from_secs(2);
+
 /// Runs `call` bounded by `timeout` per attempt, retrying failures with backoff under `policy`;
 /// each retry is logged with `what`. The error names `what` and the last failure.
 pub async fn retrying<T, E, F, Fut>(
@@ -186,7 +189,13 @@ where
         let Some(wait) = retry.failed() else {
             return Err(format!("{what}: {error}"));
         };
-        tracing::warn!(%error, retry_in = ?wait, "{what} failed; retrying");
+        // A topic created a moment ago has no leader for a few hundred milliseconds: that is
+        // routine, not worth a warning, until it lasts.
+        if retry.outage() < ROUTINE_OUTAGE {
+            tracing::debug!(%error, retry_in = ?wait, "{what} failed; retrying");
+        } else {
+            tracing::warn!(%error, retry_in = ?wait, "{what} failed; retrying");
+        }
         tokio::time::sleep(wait).await;
     }
 }
