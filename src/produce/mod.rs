@@ -395,7 +395,6 @@ fn compression(codec: CompressionCodec) -> Compression {
     }
 }
 
-/// Runs one source to the end of its stream; the summary comes back even when it failed.
 /// One source's run: what to read, and where its numbers go.
 struct SourceRun {
     plan: SourcePlan,
@@ -405,6 +404,7 @@ struct SourceRun {
     topic: Arc<TopicStatus>,
 }
 
+/// Runs one source to the end of its stream; the summary comes back even when it failed.
 async fn produce_source(
     settings: &Settings,
     client: &Client,
