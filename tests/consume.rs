@@ -9,8 +9,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    SpareBroker, Spawned, bootstrap, configured, factorypal, python, run_with_timeout, sample_data,
-    send_signal, start_api, stderr, stdout, unique_topic, write_config, write_run_config,
+    SpareBroker, Spawned, bootstrap, configured, factorypal, python, raw_topic, run_with_timeout,
+    sample_data, send_signal, start_api, stderr, stdout, unique_topic, write_config,
+    write_run_config,
 };
 use serde_json::Value;
 
@@ -334,37 +335,6 @@ async fn two_instances_split_a_topic_and_find_every_record_once() {
         &view,
         &source_records(&repo().join("data_source/metrics.json")),
     );
-}
-
-/// Writes raw payloads to partition 0 of a new 1-partition topic with kcat.
-fn raw_topic(payloads: &[&str]) -> String {
-    let topic = unique_topic("c-raw");
-    let out = run_with_timeout(
-        factorypal(Path::new(".")).args([
-            "--bootstrap",
-            &bootstrap(),
-            "admin",
-            "create-topic",
-            &topic,
-            "--partitions",
-            "1",
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut kcat = std::process::Command::new("kcat")
-        .args(["-b", &bootstrap(), "-P", "-t", &topic, "-p", "0"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    kcat.stdin
-        .take()
-        .unwrap()
-        .write_all(payloads.join("\n").as_bytes())
-        .unwrap();
-    assert!(kcat.wait().unwrap().success());
-    topic
 }
 
 #[test]

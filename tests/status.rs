@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Spawned, configured, free_port, http_get_body, python, run_with_timeout, sample_data,
-    send_signal, start_api, stderr, unique_topic, write_run_config,
+    Spawned, configured, free_port, http_get_body, python, raw_topic, run_with_timeout,
+    sample_data, send_signal, start_api, stderr, unique_topic, write_run_config,
 };
 use serde_json::Value;
 
@@ -424,6 +424,23 @@ fn consume_status_shows_the_lag_of_what_waits() {
     assert!(exit.success(), "{err}");
 }
 
+/// `produce metrics --create-topics` from the API at `api` into `topic`, with a status server:
+/// the process and the status server's address.
+fn watched_producer(dir: &Path, api: SocketAddr, topic: &str) -> (Spawned, SocketAddr) {
+    std::fs::write(
+        dir.join("c.toml"),
+        format!(
+            "[producer]\napi_url = \"http://{api}\"\n\
+             [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{topic}\"\nkey = \"id\"\n"
+        ),
+    )
+    .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let status_bind = addr.to_string();
+    let args = ["metrics", "--create-topics", "--status-bind", &status_bind];
+    (Spawned::start(&mut configured(dir, "produce", &args)), addr)
+}
+
 #[test]
 fn produce_status_shows_each_source_while_it_runs() {
     let data = sample_data(400, 10);
@@ -432,25 +449,7 @@ fn produce_status_shows_each_source_while_it_runs() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // 400 records 10 ms apart: about four seconds to watch.
     let (api, stop_api, _) = rt.block_on(start_api(data.path(), Duration::from_millis(10)));
-    std::fs::write(
-        dir.path().join("c.toml"),
-        format!(
-            "[producer]\napi_url = \"http://{api}\"\n\
-             [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n"
-        ),
-    )
-    .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut produce = Spawned::start(&mut configured(
-        dir.path(),
-        "produce",
-        &[
-            "metrics",
-            "--create-topics",
-            "--status-bind",
-            &addr.to_string(),
-        ],
-    ));
+    let (mut produce, addr) = watched_producer(dir.path(), api, &metrics);
     let status = wait_for_status(&mut produce, addr, Duration::from_secs(60), |s| {
         s["sources"]
             .as_array()
@@ -490,37 +489,6 @@ fn a_status_address_in_use_is_reported_before_any_work() {
     );
 }
 
-/// A new one-partition topic holding `payloads`, written by kcat (an independent client).
-fn topic_with(payloads: &[String]) -> String {
-    let topic = unique_topic("st-raw");
-    let out = run_with_timeout(
-        common::factorypal(Path::new(".")).args([
-            "--bootstrap",
-            &common::bootstrap(),
-            "admin",
-            "create-topic",
-            &topic,
-            "--partitions",
-            "1",
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut kcat = Command::new("kcat")
-        .args(["-b", &common::bootstrap(), "-P", "-t", &topic, "-p", "0"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    kcat.stdin
-        .take()
-        .unwrap()
-        .write_all(payloads.join("\n").as_bytes())
-        .unwrap();
-    assert!(kcat.wait().unwrap().success());
-    topic
-}
-
 #[test]
 fn a_failing_write_is_retried_shown_on_the_status_page_and_committed_once() {
     // 200 records, one of them bad. The bad-records file cannot be written while a plain file
@@ -535,7 +503,8 @@ fn a_failing_write_is_retried_shown_on_the_status_page_and_committed_once() {
         })
         .collect();
     payloads[50] = "not json".into();
-    let name = topic_with(&payloads);
+    let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    let name = raw_topic(&payloads);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("c.toml"),
@@ -621,25 +590,7 @@ fn a_producer_waiting_for_its_api_shows_why_on_the_status_page() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = unique_topic("st-wait");
     let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    std::fs::write(
-        dir.path().join("c.toml"),
-        format!(
-            "[producer]\napi_url = \"http://{api}\"\n\
-             [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{metrics}\"\nkey = \"id\"\n"
-        ),
-    )
-    .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut produce = Spawned::start(&mut configured(
-        dir.path(),
-        "produce",
-        &[
-            "metrics",
-            "--create-topics",
-            "--status-bind",
-            &addr.to_string(),
-        ],
-    ));
+    let (mut produce, addr) = watched_producer(dir.path(), api, &metrics);
     // Nothing listens at the API's address yet.
     let status = wait_for_status(&mut produce, addr, Duration::from_secs(60), |s| {
         s["sources"][0]["retries"].as_u64() >= Some(1)

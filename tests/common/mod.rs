@@ -436,3 +436,34 @@ pub fn write_run_config(
     );
     std::fs::write(dir.join("c.toml"), config).unwrap();
 }
+
+/// Writes raw payloads to partition 0 of a new 1-partition topic with kcat.
+pub fn raw_topic(payloads: &[&str]) -> String {
+    let topic = unique_topic("raw");
+    let out = run_with_timeout(
+        factorypal(Path::new(".")).args([
+            "--bootstrap",
+            &bootstrap(),
+            "admin",
+            "create-topic",
+            &topic,
+            "--partitions",
+            "1",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut kcat = std::process::Command::new("kcat")
+        .args(["-b", &bootstrap(), "-P", "-t", &topic, "-p", "0"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    kcat.stdin
+        .take()
+        .unwrap()
+        .write_all(payloads.join("\n").as_bytes())
+        .unwrap();
+    assert!(kcat.wait().unwrap().success());
+    topic
+}
