@@ -78,6 +78,26 @@ fn shown_number(text: &str) -> i64 {
         .unwrap_or_else(|_| panic!("{text:?} is not a number"))
 }
 
+/// The rendered page shows each partition's committed offset, latest offset and lag as
+/// `topic` (one entry of `/status`'s `topics`) has them.
+fn assert_page_shows_partitions(dom: &str, topic: &Value) {
+    let name = topic["topic"].as_str().unwrap();
+    for p in topic["partitions"].as_array().unwrap() {
+        let row = format!(
+            "<tr data-topic=\"{name}\" data-partition=\"{}\">",
+            p["partition"]
+        );
+        for field in ["committed", "latest", "lag"] {
+            assert_eq!(
+                shown_number(cell_text(dom, &row, field)),
+                p[field].as_i64().unwrap(),
+                "{field} of {name}/{}",
+                p["partition"]
+            );
+        }
+    }
+}
+
 fn status_json(addr: SocketAddr) -> Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (code, content_type, body) = rt.block_on(http_get_body(addr, "/status"));
@@ -302,20 +322,7 @@ fn run_status_page_renders_topics_and_offsets_in_a_real_browser() {
             dom.contains(&format!("<span class=\"topic-name\">{name}</span>")),
             "{dom}"
         );
-        for p in topic(&status, name)["partitions"].as_array().unwrap() {
-            let row = format!(
-                "<tr data-topic=\"{name}\" data-partition=\"{}\">",
-                p["partition"]
-            );
-            for field in ["committed", "latest", "lag"] {
-                assert_eq!(
-                    shown_number(cell_text(&dom, &row, field)),
-                    p[field].as_i64().unwrap(),
-                    "{field} of {name}/{}",
-                    p["partition"]
-                );
-            }
-        }
+        assert_page_shows_partitions(&dom, topic(&status, name));
     }
     let metrics_row = "<tr data-source=\"metrics\">";
     assert_eq!(
@@ -388,20 +395,7 @@ fn consume_status_shows_the_lag_of_what_waits() {
     // The browser shows the numbers apart: committed, latest and lag all differ here.
     let dom = rendered_dom(&format!("http://{addr}/"));
     assert!(dom.contains("<span id=\"command\">consume</span>"), "{dom}");
-    for p in t["partitions"].as_array().unwrap() {
-        let row = format!(
-            "<tr data-topic=\"{metrics}\" data-partition=\"{}\">",
-            p["partition"]
-        );
-        for field in ["committed", "latest", "lag"] {
-            assert_eq!(
-                shown_number(cell_text(&dom, &row, field)),
-                p[field].as_i64().unwrap(),
-                "{field} of partition {}",
-                p["partition"]
-            );
-        }
-    }
+    assert_page_shows_partitions(&dom, t);
     assert!(dom.contains("This process produces no source."), "{dom}");
 
     // The other endpoints of the server.
