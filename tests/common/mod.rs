@@ -467,3 +467,24 @@ pub fn raw_topic(payloads: &[&str]) -> String {
     assert!(kcat.wait().unwrap().success());
     topic
 }
+
+/// Kills `broker` (SIGKILL) and restarts it under a running `process`, then waits for the
+/// process to exit 0 having logged that it retried. Returns the restarted broker.
+pub async fn survive_broker_restart(
+    broker: SpareBroker,
+    process: Spawned,
+    limit: Duration,
+) -> SpareBroker {
+    let broker = tokio::task::spawn_blocking(move || broker.crash_and_restart())
+        .await
+        .unwrap();
+    let (status, _, err) = tokio::task::spawn_blocking(move || process.finish(limit))
+        .await
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("retrying"),
+        "the outage was never noticed: {err}"
+    );
+    broker
+}
