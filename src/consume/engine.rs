@@ -56,14 +56,42 @@ pub struct TopicJob {
     pub watched: bool,
 }
 
-/// A bad record as written to `_bad_records/`.
+/// A bad record as written to `_bad_records/`. The payload is kept exactly: as text when it
+/// is UTF-8, else as `payload_base64`; neither when the record has no value.
 #[derive(Debug, Clone, Serialize)]
 struct BadRecordEntry {
     topic: String,
     partition: i32,
     offset: i64,
-    payload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
     reason: String,
+}
+
+impl BadRecordEntry {
+    fn new(topic: &str, partition: i32, offset: i64, value: Option<&[u8]>, reason: String) -> Self {
+        use base64::Engine as _;
+        let (payload, payload_base64) = match value {
+            None => (None, None),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => (Some(text.to_string()), None),
+                Err(_) => (
+                    None,
+                    Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                ),
+            },
+        };
+        Self {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            payload,
+            payload_base64,
+            reason,
+        }
+    }
 }
 
 struct Chunk {
@@ -120,13 +148,13 @@ impl BatchWriter {
                             reason,
                         });
                     }
-                    Err(reason) => out.bad.push(BadRecordEntry {
-                        topic: self.topic.clone(),
-                        partition: chunk.partition,
-                        offset: r.offset,
-                        payload: String::from_utf8_lossy(payload).into_owned(),
+                    Err(reason) => out.bad.push(BadRecordEntry::new(
+                        &self.topic,
+                        chunk.partition,
+                        r.offset,
+                        r.record.value.as_deref(),
                         reason,
-                    }),
+                    )),
                 }
             }
         }

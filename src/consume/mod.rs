@@ -8,6 +8,7 @@
 //! file names.
 
 pub mod checkpoint;
+mod convert;
 mod engine;
 pub mod schema;
 

@@ -1,6 +1,7 @@
 //! JSON values → Arrow columns, by a topic's configured schema. A record either becomes one
 //! whole row or nothing (it is a bad record): fields are parsed into a scratch row first and
-//! appended only when every one of them fits its column.
+//! appended only when every one of them fits its column. Each value is converted from its raw
+//! JSON text by [`super::convert`], which is exact or refuses.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
     StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use indexmap::IndexMap;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
+use super::convert::{Cell, convert};
 use crate::settings::ColumnType;
 
 /// Timestamps are stored in UTC, as Parquet TIMESTAMP(MICROS) adjusted to UTC.
@@ -39,16 +41,6 @@ fn data_type(ty: ColumnType) -> DataType {
         ColumnType::String => DataType::Utf8,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
     }
-}
-
-/// One parsed field, before it is appended.
-#[derive(Debug, Clone, PartialEq)]
-enum Cell {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
 }
 
 enum Column {
@@ -139,7 +131,14 @@ impl RowDecoder {
     /// Appends one row for `payload`, or returns why it is a bad record (and appends nothing).
     pub fn decode(&mut self, payload: &[u8]) -> Result<(), String> {
         self.scratch.fill(Cell::Null);
-        let mut de = serde_json::Deserializer::from_slice(payload);
+        // JSON is UTF-8 text; checked whole, since the parser skips unused fields unchecked.
+        let payload = std::str::from_utf8(payload).map_err(|e| {
+            format!(
+                "not UTF-8 text (invalid byte at {}), so not JSON",
+                e.valid_up_to()
+            )
+        })?;
+        let mut de = serde_json::Deserializer::from_str(payload);
         let seed = RowSeed {
             names: &self.names,
             types: &self.types,
@@ -202,11 +201,16 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             let key = key.as_str();
             match self.names.iter().position(|n| n == key) {
                 Some(i) => {
-                    let cell = map.next_value_seed(CellSeed {
-                        name: &self.names[i],
-                        ty: self.types[i],
+                    // The value's own text, borrowed: converted by `convert`, exactly.
+                    let raw: &'de RawValue = map.next_value()?;
+                    let ty = self.types[i];
+                    self.scratch[i] = convert(raw.get(), ty).map_err(|found| {
+                        A::Error::custom(format!(
+                            "field `{}` should be {}, found {found}",
+                            self.names[i],
+                            type_name(ty)
+                        ))
                     })?;
-                    self.scratch[i] = cell;
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -251,23 +255,6 @@ impl<'de> serde::Deserialize<'de> for KeyName<'de> {
     }
 }
 
-/// Reads one field's value as its column's type; a value of another kind is an error naming
-/// the field, the expected type and what was found.
-struct CellSeed<'a> {
-    name: &'a str,
-    ty: ColumnType,
-}
-
-impl CellSeed<'_> {
-    fn wrong<E: serde::de::Error>(&self, found: impl fmt::Display) -> E {
-        E::custom(format!(
-            "field `{}` should be {}, found {found}",
-            self.name,
-            type_name(self.ty)
-        ))
-    }
-}
-
 fn type_name(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Bool => "a bool",
@@ -277,91 +264,6 @@ fn type_name(ty: ColumnType) -> &'static str {
         ColumnType::Float64 => "a float64",
         ColumnType::String => "a string",
         ColumnType::Timestamp => "a timestamp (unix seconds or RFC 3339 text)",
-    }
-}
-
-/// Microseconds per second, for timestamps given in seconds.
-const MICROS: f64 = 1_000_000.0;
-
-impl<'de> DeserializeSeed<'de> for CellSeed<'_> {
-    type Value = Cell;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CellSeed<'_> {
-    type Value = Cell;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(type_name(self.ty))
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Cell, E> {
-        Ok(Cell::Null)
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Cell, E> {
-        match self.ty {
-            ColumnType::Bool => Ok(Cell::Bool(v)),
-            _ => Err(self.wrong(format_args!("the bool {v}"))),
-        }
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Cell, E> {
-        match self.ty {
-            ColumnType::Int32 if i32::try_from(v).is_ok() => Ok(Cell::Int(v)),
-            ColumnType::Int32 => Err(self.wrong(format_args!("{v}, outside int32"))),
-            ColumnType::Int64 => Ok(Cell::Int(v)),
-            ColumnType::Float32 | ColumnType::Float64 => Ok(Cell::Float(v as f64)),
-            ColumnType::Timestamp => v
-                .checked_mul(1_000_000)
-                .map(Cell::Int)
-                .ok_or_else(|| self.wrong(format_args!("{v}, too far from 1970"))),
-            _ => Err(self.wrong(format_args!("the number {v}"))),
-        }
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Cell, E> {
-        match i64::try_from(v) {
-            Ok(v) => self.visit_i64(v),
-            Err(_) => Err(self.wrong(format_args!("{v}, outside int64"))),
-        }
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Cell, E> {
-        match self.ty {
-            ColumnType::Float32 | ColumnType::Float64 => Ok(Cell::Float(v)),
-            ColumnType::Timestamp => {
-                let micros = (v * MICROS).round();
-                if micros.abs() < i64::MAX as f64 {
-                    Ok(Cell::Int(micros as i64))
-                } else {
-                    Err(self.wrong(format_args!("{v}, too far from 1970")))
-                }
-            }
-            _ => Err(self.wrong(format_args!("the fractional number {v}"))),
-        }
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cell, E> {
-        match self.ty {
-            ColumnType::String => Ok(Cell::Text(v.to_string())),
-            ColumnType::Timestamp => match string_to_timestamp_nanos(v) {
-                Ok(nanos) => Ok(Cell::Int(nanos.div_euclid(1000))),
-                Err(_) => Err(self.wrong(format_args!("the text {v:?}"))),
-            },
-            _ => Err(self.wrong(format_args!("the text {v:?}"))),
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<Cell, A::Error> {
-        Err(self.wrong("an object"))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _seq: A) -> Result<Cell, A::Error> {
-        Err(self.wrong("an array"))
     }
 }
 

@@ -439,6 +439,12 @@ pub fn write_run_config(
 
 /// Writes raw payloads to partition 0 of a new 1-partition topic with kcat.
 pub fn raw_topic(payloads: &[&str]) -> String {
+    let bytes: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+    raw_topic_bytes(&bytes)
+}
+
+/// [`raw_topic`] for payloads that need not be text (none may hold a newline).
+pub fn raw_topic_bytes(payloads: &[&[u8]]) -> String {
     let topic = unique_topic("raw");
     let out = run_with_timeout(
         factorypal(Path::new(".")).args([
@@ -462,7 +468,7 @@ pub fn raw_topic(payloads: &[&str]) -> String {
     kcat.stdin
         .take()
         .unwrap()
-        .write_all(payloads.join("\n").as_bytes())
+        .write_all(&payloads.join(&b"\n"[..]))
         .unwrap();
     assert!(kcat.wait().unwrap().success());
     topic

@@ -1,0 +1,315 @@
+//! One JSON value, as its raw text, → a cell of its column's type: exactly, or not at all.
+//!
+//! Why raw text: a JSON number is a decimal. Turning it into a column's type must be one
+//! correctly rounded step from that decimal, or an exact one:
+//! * float64 and float32 columns parse the text with std's parsers, which are correctly
+//!   rounded (Eisel–Lemire with an exact fallback). float32 parses the text directly: going
+//!   through f64 first would round twice and can land one ulp off.
+//! * timestamps given as (fractional) unix seconds are scaled to microseconds in decimal, so
+//!   `1767225600.123457` is that many microseconds, not whatever a float multiplication makes.
+//! * integers are parsed as integers.
+//!
+//! A value that does not fit its column is an error with a reason, never a different value:
+//! a number that overflows to infinity or underflows to zero, an int32 out of range, a
+//! timestamp outside years 0001–9999 (the range of Parquet readers, Spark and Python alike).
+
+use chrono::Utc;
+
+use crate::settings::ColumnType;
+
+/// One converted field, before it is appended to its column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// The earliest and latest timestamps a column accepts: 0001-01-01T00:00:00Z and
+/// 9999-12-31T23:59:59.999999Z, in microseconds since 1970.
+pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Converts the raw JSON text of one value (already checked to be valid JSON by the parser)
+/// to `ty`; the error says what was found and why it does not fit.
+pub fn convert(raw: &str, ty: ColumnType) -> Result<Cell, String> {
+    match raw.as_bytes().first() {
+        Some(b'n') => Ok(Cell::Null),
+        Some(b't') => boolean(true, ty),
+        Some(b'f') => boolean(false, ty),
+        Some(b'"') => text(raw, ty),
+        Some(b'{') => Err("an object".into()),
+        Some(b'[') => Err("an array".into()),
+        _ => number(raw, ty),
+    }
+}
+
+fn boolean(v: bool, ty: ColumnType) -> Result<Cell, String> {
+    match ty {
+        ColumnType::Bool => Ok(Cell::Bool(v)),
+        _ => Err(format!("the bool {v}")),
+    }
+}
+
+fn text(raw: &str, ty: ColumnType) -> Result<Cell, String> {
+    let inner = &raw[1..raw.len() - 1];
+    let value = if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).map_err(|e| e.to_string())?
+    } else {
+        inner.to_string()
+    };
+    match ty {
+        ColumnType::String => Ok(Cell::Text(value)),
+        ColumnType::Timestamp => timestamp_text(&value).map(Cell::Int),
+        _ => Err(format!("the text {value:?}")),
+    }
+}
+
+/// RFC 3339 (or `YYYY-MM-DD[ HH:MM:SS[.f]]`, read as UTC) to microseconds, rounding any
+/// nanoseconds to the nearest microsecond (ties to even).
+fn timestamp_text(value: &str) -> Result<i64, String> {
+    let time = arrow::compute::kernels::cast_utils::string_to_datetime(&Utc, value)
+        .map_err(|_| format!("the text {value:?}"))?;
+    let nanos =
+        i128::from(time.timestamp()) * 1_000_000_000 + i128::from(time.timestamp_subsec_nanos());
+    let micros = round_half_even(nanos, 1000);
+    in_timestamp_range(micros).ok_or_else(|| format!("{value:?}, {OUTSIDE_YEARS}"))
+}
+
+const OUTSIDE_YEARS: &str = "outside the years 0001 to 9999";
+
+fn in_timestamp_range(micros: i128) -> Option<i64> {
+    (i128::from(MIN_MICROS)..=i128::from(MAX_MICROS))
+        .contains(&micros)
+        .then_some(micros as i64)
+}
+
+/// `n / d` rounded to the nearest integer, ties to even (`d > 0`).
+fn round_half_even(n: i128, d: i128) -> i128 {
+    let q = n.div_euclid(d);
+    let r = n.rem_euclid(d);
+    match (2 * r).cmp(&d) {
+        std::cmp::Ordering::Less => q,
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal => q + (q & 1),
+    }
+}
+
+fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
+    let integral = !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
+    match ty {
+        ColumnType::Int32 | ColumnType::Int64 if !integral => {
+            Err(format!("the fractional number {raw}"))
+        }
+        ColumnType::Int32 => match raw.parse::<i32>() {
+            Ok(v) => Ok(Cell::Int(v.into())),
+            Err(_) => Err(format!("{raw}, outside int32")),
+        },
+        ColumnType::Int64 => match raw.parse::<i64>() {
+            Ok(v) => Ok(Cell::Int(v)),
+            Err(_) => Err(format!("{raw}, outside int64")),
+        },
+        ColumnType::Float64 => {
+            let v: f64 = raw.parse().map_err(|_| format!("the number {raw}"))?;
+            finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float64").map(|()| Cell::Float(v))
+        }
+        ColumnType::Float32 => {
+            let v: f32 = raw.parse().map_err(|_| format!("the number {raw}"))?;
+            finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float32")
+                .map(|()| Cell::Float(v.into()))
+        }
+        ColumnType::Timestamp => decimal_seconds_to_micros(raw)
+            .and_then(in_timestamp_range)
+            .map(Cell::Int)
+            .ok_or_else(|| format!("{raw}, {OUTSIDE_YEARS}")),
+        ColumnType::Bool | ColumnType::String => Err(format!("the number {raw}")),
+    }
+}
+
+/// A finite decimal that parsed to infinity overflowed the type; a nonzero one that parsed
+/// to zero underflowed it. Either would store a different value.
+fn finite_and_nonzero(raw: &str, infinite: bool, zero: bool, ty: &str) -> Result<(), String> {
+    if infinite {
+        return Err(format!("{raw}, too large for {ty}"));
+    }
+    if zero && significand(raw).bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Err(format!("{raw}, too small for {ty} (it would become 0)"));
+    }
+    Ok(())
+}
+
+/// The digits before any exponent.
+fn significand(raw: &str) -> &str {
+    raw.split(['e', 'E']).next().unwrap_or(raw)
+}
+
+/// Seconds given as a JSON number (`-12`, `1.5`, `1.7e9`) to microseconds, exactly in
+/// decimal, rounding below a microsecond to the nearest (ties to even). `None` when it is far
+/// outside any timestamp range.
+fn decimal_seconds_to_micros(raw: &str) -> Option<i128> {
+    let (negative, unsigned) = match raw.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // value = digits × 10^(scale - 6) seconds = digits × 10^scale microseconds.
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    let scale = exponent
+        .checked_add(6)?
+        .checked_sub(fraction.len() as i64)?;
+    let magnitude = if digits.is_empty() {
+        0
+    } else if scale >= 0 {
+        // More than 20 digits of microseconds is far beyond year 9999.
+        if digits.len() as i64 + scale > 20 {
+            return None;
+        }
+        digits.parse::<i128>().ok()? * 10i128.pow(scale as u32)
+    } else {
+        let cut = digits.len() as i64 + scale; // digits kept before the decimal point
+        if cut > 20 {
+            return None;
+        }
+        round_digits_half_even(digits, cut)
+    };
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// The integer made of the first `cut` of `digits`, rounded by the rest (ties to even).
+/// `cut` may be zero or negative (everything is below the point).
+fn round_digits_half_even(digits: &str, cut: i64) -> i128 {
+    let (kept, rest) = if cut <= 0 {
+        ("", digits)
+    } else {
+        digits.split_at(cut as usize)
+    };
+    let kept_value: i128 = if kept.is_empty() {
+        0
+    } else {
+        kept.parse().unwrap_or(0)
+    };
+    // The first dropped digit is the one right after the point; with cut < 0, zeros come
+    // first and the rest is below one half.
+    if cut < 0 {
+        return kept_value;
+    }
+    let mut rest_digits = rest.bytes();
+    let round_up = match rest_digits.next() {
+        Some(d) if d > b'5' => true,
+        Some(b'5') => rest_digits.any(|d| d != b'0') || kept_value % 2 == 1,
+        _ => false,
+    };
+    kept_value + i128::from(round_up)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(raw: &str) -> Option<i128> {
+        decimal_seconds_to_micros(raw)
+    }
+
+    #[test]
+    fn seconds_scale_to_microseconds_in_decimal() {
+        assert_eq!(micros("0"), Some(0));
+        assert_eq!(micros("1767225600"), Some(1_767_225_600_000_000));
+        assert_eq!(micros("1767225600.123457"), Some(1_767_225_600_123_457));
+        assert_eq!(micros("1.000001"), Some(1_000_001));
+        assert_eq!(micros("1.7672256001234567e9"), Some(1_767_225_600_123_457));
+        assert_eq!(micros("-1.5"), Some(-1_500_000));
+        assert_eq!(micros("15e-7"), Some(2)); // 1.5 µs, a tie: to even
+        assert_eq!(micros("25e-7"), Some(2)); // 2.5 µs, a tie: to even
+        assert_eq!(micros("2500001e-12"), Some(3)); // above the tie
+        assert_eq!(micros("0.0000004"), Some(0));
+        assert_eq!(micros("0.00000000001"), Some(0));
+        assert_eq!(micros("-0.0000025"), Some(-2));
+        assert_eq!(micros("0.000000"), Some(0));
+        assert_eq!(micros("9e300"), None);
+        assert_eq!(micros("1e-99999999999999999999"), None);
+    }
+
+    #[test]
+    fn ties_round_to_even() {
+        assert_eq!(round_half_even(15, 10), 2);
+        assert_eq!(round_half_even(25, 10), 2);
+        assert_eq!(round_half_even(-15, 10), -2);
+        assert_eq!(round_half_even(-25, 10), -2);
+        assert_eq!(round_half_even(26, 10), 3);
+        assert_eq!(round_half_even(-26, 10), -3);
+    }
+
+    #[test]
+    fn out_of_range_is_a_reason_not_a_value() {
+        let float32 = |raw| convert(raw, ColumnType::Float32);
+        assert!(
+            float32("3.5e38")
+                .unwrap_err()
+                .contains("too large for float32")
+        );
+        assert!(
+            float32("1e-50")
+                .unwrap_err()
+                .contains("too small for float32")
+        );
+        assert_eq!(float32("0e-50"), Ok(Cell::Float(0.0)));
+        assert_eq!(float32("-0.0"), Ok(Cell::Float(-0.0)));
+        assert_eq!(float32("1e-45"), Ok(Cell::Float(f32::from_bits(1).into())));
+        let float64 = |raw| convert(raw, ColumnType::Float64);
+        assert!(float64("1e309").unwrap_err().contains("too large"));
+        assert!(float64("2e-324").unwrap_err().contains("too small"));
+        assert_eq!(float64("3e-324"), Ok(Cell::Float(f64::from_bits(1))));
+        let ts = |raw| convert(raw, ColumnType::Timestamp);
+        assert!(ts("9214646400000").unwrap_err().contains(OUTSIDE_YEARS)); // year 294,000
+        assert!(ts("253402300800").unwrap_err().contains(OUTSIDE_YEARS)); // year 10000
+        assert_eq!(ts("253402300799.999999"), Ok(Cell::Int(MAX_MICROS)));
+        assert_eq!(ts("-62135596800"), Ok(Cell::Int(MIN_MICROS)));
+        assert!(ts("-62135596800.000001").is_err());
+        assert_eq!(
+            ts("\"9999-12-31T23:59:59.9999994Z\""),
+            Ok(Cell::Int(MAX_MICROS))
+        );
+        assert!(ts("\"9999-12-31T23:59:59.9999996Z\"").is_err());
+        assert_eq!(
+            ts("\"1000-01-01T00:00:00Z\""),
+            Ok(Cell::Int(-30_610_224_000_000_000))
+        );
+        let int32 = |raw| convert(raw, ColumnType::Int32);
+        assert!(int32("2147483648").unwrap_err().contains("outside int32"));
+        assert_eq!(int32("-2147483648"), Ok(Cell::Int(-2_147_483_648)));
+        let int64 = |raw| convert(raw, ColumnType::Int64);
+        assert!(
+            int64("9223372036854775808")
+                .unwrap_err()
+                .contains("outside int64")
+        );
+        assert!(int64("1.0").unwrap_err().contains("fractional"));
+    }
+
+    #[test]
+    fn floats_are_correctly_rounded() {
+        // serde_json's default parser gets these one ulp off.
+        let float64 = |raw| match convert(raw, ColumnType::Float64) {
+            Ok(Cell::Float(v)) => v.to_bits(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(float64("2.2250738585072011e-308"), 0x000f_ffff_ffff_ffff);
+        assert_eq!(
+            float64("1012.6612174390209"),
+            1012.6612174390209f64.to_bits()
+        );
+        // 1 + 2^-24 + 2^-60 rounds up in f32 directly, but to 1.0 via f64 (twice rounded).
+        let twice = "1.00000005960464477550387242"; // above the f32 midpoint 1 + 2^-24
+        match convert(twice, ColumnType::Float32) {
+            Ok(Cell::Float(v)) => assert_eq!(v as f32, 1.0000001f32),
+            other => panic!("{other:?}"),
+        }
+    }
+}

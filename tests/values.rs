@@ -1,0 +1,208 @@
+//! Values arrive exactly, or as bad records with a reason: checked against Python's own parsers
+//! and exact arithmetic (`tests/exact_values.py`), with payloads written by kcat and the
+//! Parquet read back by pyarrow.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{python, raw_topic, raw_topic_bytes, run_with_timeout, stderr, stdout};
+use serde_json::Value;
+
+fn oracle(args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/exact_values.py");
+    run_with_timeout(
+        std::process::Command::new(python()).arg(script).args(args),
+        Duration::from_secs(180),
+    )
+}
+
+/// `dir/c.toml` with one topic of every numeric column type.
+fn write_typed_config(dir: &Path, topic: &str) {
+    let text = format!(
+        "[consumer]\noutput = \"out\"\n\
+         [consumer.topics.{topic}.schema]\nid = \"int64\"\nf64 = \"float64\"\nf32 = \"float32\"\nts = \"timestamp\"\n\
+         i32 = \"int32\"\n"
+    );
+    std::fs::write(dir.join("c.toml"), text).unwrap();
+}
+
+fn consume_all(dir: &Path, topic: &str) -> std::process::Output {
+    run_with_timeout(
+        &mut common::configured(
+            dir,
+            "consume",
+            &["--topics", topic, "--trigger", "available-now"],
+        ),
+        Duration::from_secs(180),
+    )
+}
+
+fn bad_records(dir: &Path, topic: &str) -> Vec<Value> {
+    let bad_dir = dir.join("out").join(topic).join("_bad_records");
+    let mut entries: Vec<_> = std::fs::read_dir(&bad_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    entries
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+#[test]
+fn hard_floats_and_timestamps_arrive_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let payloads = dir.path().join("payloads.jsonl");
+    let out = oracle(&["gen", payloads.to_str().unwrap(), "20261124", "6000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&payloads).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let topic = raw_topic(&lines);
+    write_typed_config(dir.path(), &topic);
+
+    let out = consume_all(dir.path(), &topic);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("0 bad records"),
+        "every value is in range: {}",
+        stdout(&out)
+    );
+
+    let topic_dir = dir.path().join("out").join(&topic);
+    let out = oracle(&[
+        "check",
+        topic_dir.to_str().unwrap(),
+        payloads.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "values differ from Python's: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn values_out_of_range_for_their_column_are_bad_records_with_a_reason() {
+    let cases: [(&str, &str); 10] = [
+        (r#"{"id": 1, "f32": 3.5e38}"#, "too large for float32"),
+        (r#"{"id": 2, "f32": 1e-50}"#, "too small for float32"),
+        (r#"{"id": 3, "f64": 1e400}"#, "too large for float64"),
+        (r#"{"id": 4, "f64": 1e-400}"#, "too small for float64"),
+        (r#"{"id": 5, "i32": 2147483648}"#, "outside int32"),
+        (r#"{"id": 9223372036854775808}"#, "outside int64"),
+        (
+            r#"{"id": 7, "ts": 9214646400000}"#,
+            "outside the years 0001 to 9999",
+        ),
+        (
+            r#"{"id": 8, "ts": -62135596801}"#,
+            "outside the years 0001 to 9999",
+        ),
+        (
+            r#"{"id": 9, "ts": "10000-01-01T00:00:00Z"}"#,
+            "field `ts` should be a timestamp",
+        ),
+        (r#"{"id": 10, "i32": 1.5}"#, "fractional"),
+    ];
+    let good = [
+        r#"{"id": 100, "f32": 3.4028234e38, "f64": 1.7976931348623157e308, "i32": -2147483648, "ts": 253402300799.999999}"#,
+        r#"{"id": 101, "f32": 1.4e-45, "f64": 5e-324, "ts": "0001-01-01T00:00:00Z"}"#,
+    ];
+    let mut payloads: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    payloads.extend(good);
+    let topic = raw_topic(&payloads);
+    let dir = tempfile::tempdir().unwrap();
+    write_typed_config(dir.path(), &topic);
+    let out = consume_all(dir.path(), &topic);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 rows in 1 batches, 1 files, 10 bad records"),
+        "{}",
+        stdout(&out)
+    );
+    let bad = bad_records(dir.path(), &topic);
+    assert_eq!(bad.len(), cases.len());
+    for (entry, (payload, why)) in bad.iter().zip(cases) {
+        assert_eq!(entry["payload"], payload);
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(why),
+            "{payload}: {reason:?} should say {why:?}"
+        );
+    }
+
+    // The in-range extremes, read by pyarrow.
+    let script = r#"
+import json, sys
+import pyarrow.dataset as ds, pyarrow as pa, pyarrow.compute as pc
+t = ds.dataset(sys.argv[1], format="parquet").to_table().sort_by("id")
+print(json.dumps({
+    "f32": [None if v is None else v.hex() for v in t.column("f32").to_pylist()],
+    "f64": [None if v is None else v.hex() for v in t.column("f64").to_pylist()],
+    "ts": pc.cast(t.column("ts"), pa.int64()).to_pylist(),
+    "i32": t.column("i32").to_pylist(),
+}))
+"#;
+    let topic_dir = dir.path().join("out").join(&topic);
+    let out = run_with_timeout(
+        std::process::Command::new(python())
+            .args(["-c", script])
+            .arg(&topic_dir),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // Expected spellings are Python's `float.hex()` of float32 max and its smallest subnormal.
+    assert_eq!(v["f32"][0], "0x1.fffffe0000000p+127");
+    assert_eq!(v["f32"][1], "0x1.0000000000000p-149");
+    assert_eq!(v["f64"][0], "0x1.fffffffffffffp+1023");
+    assert_eq!(v["f64"][1], "0x0.0000000000001p-1022");
+    assert_eq!(v["ts"][0], 253_402_300_799_999_999_i64);
+    assert_eq!(v["ts"][1], -62_135_596_800_000_000_i64);
+    assert_eq!(v["i32"][0], -2_147_483_648_i64);
+}
+
+#[test]
+fn a_bad_payload_that_is_not_utf8_keeps_its_bytes() {
+    let not_utf8: &[u8] = b"{\"id\": 1, \"note\": \"caf\xe9\xff\"}";
+    let topic = raw_topic_bytes(&[
+        not_utf8,
+        b"{\"id\": \"text, not a number\"}",
+        b"{\"id\": 3}",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    write_typed_config(dir.path(), &topic);
+    let out = consume_all(dir.path(), &topic);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bad = bad_records(dir.path(), &topic);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].get("payload").is_none(), "{}", bad[0]);
+    let script = "import base64, sys; sys.stdout.buffer.write(base64.b64decode(sys.argv[1]))";
+    let decoded = run_with_timeout(
+        std::process::Command::new(python())
+            .args(["-c", script])
+            .arg(bad[0]["payload_base64"].as_str().unwrap()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        decoded.stdout, not_utf8,
+        "the original bytes, decoded by Python"
+    );
+    assert!(
+        bad[0]["reason"].as_str().unwrap().contains("UTF-8"),
+        "{}",
+        bad[0]
+    );
+    assert_eq!(bad[1]["payload"], r#"{"id": "text, not a number"}"#);
+    assert!(bad[1].get("payload_base64").is_none());
+}
