@@ -28,10 +28,24 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The error and its causes. Our messages quote their source already (so a log line's
+/// `%error` shows it), so a cause is added only where the text above does not hold it yet.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -83,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     topics: args.topics.clone(),
                     partitions,
                     print_summaries: true,
+                    overwrite: args.overwrite,
                 };
                 let status = Status::new("consume");
                 let work = consume::run(&settings, &options, &status, shutdown::install());

@@ -38,6 +38,7 @@ pub async fn run(
         topics: None,
         partitions: PartitionSelection::All,
         print_summaries: false, // one line per topic for both phases, below
+        overwrite: false,
     };
     let mut consumers = tokio::spawn({
         let (settings, parquet, stop) = (settings.clone(), parquet.clone(), consumers_stop.clone());

@@ -25,7 +25,7 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
     #[error(
-        "checkpoint file {path} is damaged ({reason}); move the checkpoint directory away to start over from consumer.starting_offsets"
+        "checkpoint file {path} is damaged ({reason}); delete that one file and run again: the batch it belongs to is then replayed from the previous commit, its output rewritten and nothing duplicated (or start the topic over with --overwrite)"
     )]
     Damaged { path: String, reason: String },
 }
@@ -56,6 +56,9 @@ pub struct Recovered {
     pub unfinished: Option<Plan>,
 }
 
+/// A checkpoint directory. Cheap to clone, so writes can move to a blocking thread; who may
+/// write it is decided by its lock ([`super::lock`]).
+#[derive(Debug, Clone)]
 pub struct Checkpoint {
     dir: PathBuf,
 }
@@ -66,15 +69,20 @@ impl Checkpoint {
         Ok(Self { dir })
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, batch: u64, kind: &str) -> PathBuf {
         self.dir.join(format!("{batch:012}.{kind}.json"))
     }
 
-    /// Reads the newest commit, and a newer plan if there is one.
-    pub fn recover(&self) -> Result<Recovered, CheckpointError> {
-        let (mut last_commit, mut last_plan) = (None::<u64>, None::<u64>);
+    /// The plan and commit files: `(batch, kind, path)`.
+    fn entries(&self) -> Result<Vec<(u64, &'static str, PathBuf)>, CheckpointError> {
+        let mut entries = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
-            let name = entry.map_err(io(&self.dir))?.file_name();
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name();
             let name = name.to_string_lossy();
             let Some((number, kind)) = name.strip_suffix(".json").and_then(|n| n.split_once('.'))
             else {
@@ -83,10 +91,24 @@ impl Checkpoint {
             let Ok(batch) = number.parse::<u64>() else {
                 continue;
             };
-            let slot = match kind {
-                "commit" => &mut last_commit,
-                "plan" => &mut last_plan,
+            let kind = match kind {
+                "commit" => "commit",
+                "plan" => "plan",
                 _ => continue,
+            };
+            entries.push((batch, kind, entry.path()));
+        }
+        Ok(entries)
+    }
+
+    /// Reads the newest commit, and a newer plan if there is one.
+    pub fn recover(&self) -> Result<Recovered, CheckpointError> {
+        let (mut last_commit, mut last_plan) = (None::<u64>, None::<u64>);
+        for (batch, kind, _) in self.entries()? {
+            let slot = if kind == "commit" {
+                &mut last_commit
+            } else {
+                &mut last_plan
             };
             *slot = (*slot).max(Some(batch));
         }
@@ -104,6 +126,15 @@ impl Checkpoint {
             last_commit,
             unfinished,
         })
+    }
+
+    /// Forgets every batch (for `--overwrite`): the next run starts from
+    /// `consumer.starting_offsets`.
+    pub fn clear(&self) -> Result<(), CheckpointError> {
+        for (_, _, path) in self.entries()? {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        crate::durable::sync_dir(&self.dir).map_err(io(&self.dir))
     }
 
     pub fn write_plan(&self, plan: &Plan) -> Result<(), CheckpointError> {
@@ -191,6 +222,9 @@ mod tests {
             err.contains("000000000003.commit.json") && err.contains("damaged"),
             "{err}"
         );
+        // Moving the checkpoint away would make the next run write everything again.
+        assert!(!err.contains("move the checkpoint"), "{err}");
+        assert!(err.contains("delete that one file"), "{err}");
     }
 
     #[test]
@@ -208,5 +242,7 @@ mod tests {
             cp.recover().unwrap().last_commit.unwrap().batch,
             KEEP_BATCHES + 1
         );
+        cp.clear().unwrap();
+        assert_eq!(cp.recover().unwrap(), Recovered::default());
     }
 }

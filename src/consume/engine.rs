@@ -14,7 +14,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Checkpoint, Commit, Plan};
+use super::checkpoint::{Checkpoint, CheckpointError, Commit, Plan, Recovered};
+use super::lock::Ownership;
+use super::reconcile::Reconcile;
 use super::schema::RowDecoder;
 use super::{ConsumeError, TopicSummary};
 use crate::backoff::{Retry, RetryPolicy};
@@ -44,6 +46,11 @@ pub struct TopicJob {
     pub schema: IndexMap<String, ColumnType>,
     /// `None` for the console sink, which keeps no state between runs.
     pub checkpoint: Option<Checkpoint>,
+    /// The locks that make this job the checkpoint's only writer: never read, held while the
+    /// job lives (dropping them releases them).
+    pub _locks: Option<Ownership>,
+    /// Delete this job's earlier output and checkpoint before starting (`--overwrite`).
+    pub overwrite: bool,
     /// Where bad records go (`OUTPUT/TOPIC/_bad_records/`); `None` logs them instead.
     pub bad_records_dir: Option<PathBuf>,
     /// Distinguishes the files of one instance among several.
@@ -263,18 +270,7 @@ async fn consume_topic(
         topic: job.topic.clone(),
         ..TopicSummary::default()
     };
-    let checkpoint_error = |topic: &str| {
-        let topic = topic.to_string();
-        move |source| ConsumeError::Checkpoint {
-            topic: topic.clone(),
-            source,
-        }
-    };
-
-    let recovered = match &job.checkpoint {
-        Some(c) => c.recover().map_err(checkpoint_error(&job.topic))?,
-        None => Default::default(),
-    };
+    let (recovered, sink) = recover(&job, sink).await?;
     let mut next: BTreeMap<i32, i64> = recovered
         .last_commit
         .as_ref()
@@ -304,9 +300,14 @@ async fn consume_topic(
     };
 
     if let Some(plan) = recovered.unfinished {
-        tracing::info!(topic = %job.topic, batch = plan.batch, ranges = ?plan.ranges, "replaying a batch that did not finish");
-        writer = execute(&job, writer, &plan, &mut next, &mut summary).await?;
-        batch = plan.batch + 1;
+        if still_readable(&job, &plan, policy).await? {
+            tracing::info!(topic = %job.topic, batch = plan.batch, ranges = ?plan.ranges, "replaying a batch that did not finish");
+            writer = execute(&job, writer, &plan, &mut next, &mut summary).await?;
+            batch = plan.batch + 1;
+        } else {
+            // Skipped for lost data: the batch number is planned afresh below.
+            batch = plan.batch;
+        }
     }
 
     let trigger = settings.trigger();
@@ -343,11 +344,11 @@ async fn consume_topic(
             None => latest_offsets(&job, policy).await?,
         };
         for (p, next_p) in next.iter_mut() {
-            let first = earliest[p];
-            if *next_p < first {
-                handle_data_loss(&job.topic, *p, *next_p, first, settings.on_data_loss)?;
-                *next_p = first;
-            }
+            let range = BrokerRange {
+                earliest: earliest[p],
+                latest: latest[p],
+            };
+            *next_p = range.resume_at(&job.topic, *p, *next_p, settings.on_data_loss)?;
         }
         let waiting: BTreeMap<i32, (i64, i64)> = next
             .iter()
@@ -361,14 +362,109 @@ async fn consume_topic(
             continue;
         }
         let plan = Plan { batch, ranges };
-        if let Some(c) = &job.checkpoint {
-            c.write_plan(&plan).map_err(checkpoint_error(&job.topic))?;
-        }
         writer = execute(&job, writer, &plan, &mut next, &mut summary).await?;
         batch += 1;
     }
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Reads the checkpoint (after `--overwrite`, and checked against the output; see
+/// [`Reconcile`]) on a blocking thread. The sink goes in and comes back.
+async fn recover(
+    job: &TopicJob,
+    mut sink: Box<dyn Sink>,
+) -> Result<(Recovered, Box<dyn Sink>), ConsumeError> {
+    let Some(checkpoint) = job.checkpoint.clone() else {
+        return Ok((Recovered::default(), sink));
+    };
+    let reconcile = Reconcile {
+        topic: job.topic.clone(),
+        bad_records_dir: job.bad_records_dir.clone(),
+        suffix: job.instance_suffix.clone(),
+        overwrite: job.overwrite,
+    };
+    tokio::task::spawn_blocking(move || {
+        let recovered = reconcile.run(&checkpoint, sink.as_mut())?;
+        Ok((recovered, sink))
+    })
+    .await
+    .expect("checkpoint recovery panicked")
+}
+
+/// Whether an unfinished batch's ranges can still be read as planned. Records gone from
+/// below the earliest offset are handled while fetching; a range reaching past the end
+/// (the topic was re-created) fails, or with `on_data_loss = "skip"` drops the plan.
+async fn still_readable(
+    job: &TopicJob,
+    plan: &Plan,
+    policy: RetryPolicy,
+) -> Result<bool, ConsumeError> {
+    let earliest = offsets(job, OffsetAt::Earliest, policy).await?;
+    let latest = offsets(job, OffsetAt::Latest, policy).await?;
+    for (p, &(_, end)) in &plan.ranges {
+        let range = BrokerRange {
+            earliest: earliest[p],
+            latest: latest[p],
+        };
+        if end > range.latest {
+            range.past_end(&job.topic, *p, end, job.settings.on_data_loss)?;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The offsets a partition holds now: `earliest..latest`.
+#[derive(Debug, Clone, Copy)]
+struct BrokerRange {
+    earliest: i64,
+    latest: i64,
+}
+
+impl BrokerRange {
+    /// Where to go on from `next`, the checkpoint's next offset: `next` itself while the
+    /// broker still has it (or it is the end), else by `policy`. Below the earliest, retention
+    /// removed records; past the latest, the partition is not the one the checkpoint read.
+    fn resume_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        next: i64,
+        policy: DataLossPolicy,
+    ) -> Result<i64, ConsumeError> {
+        if next < self.earliest {
+            handle_data_loss(topic, partition, next, self.earliest, policy)?;
+            Ok(self.earliest)
+        } else if next > self.latest {
+            self.past_end(topic, partition, next, policy)?;
+            Ok(self.earliest)
+        } else {
+            Ok(next)
+        }
+    }
+
+    fn past_end(
+        &self,
+        topic: &str,
+        partition: i32,
+        next: i64,
+        policy: DataLossPolicy,
+    ) -> Result<(), ConsumeError> {
+        match policy {
+            DataLossPolicy::Fail => Err(ConsumeError::PastEnd {
+                topic: topic.to_string(),
+                partition,
+                next,
+                earliest: self.earliest,
+                latest: self.latest,
+            }),
+            DataLossPolicy::Skip => {
+                tracing::error!(%topic, partition, checkpoint_next = next, earliest = self.earliest, latest = self.latest, "the checkpoint is past the partition's end: the topic was re-created or the broker lost data; continuing from the earliest offset (consumer.on_data_loss = \"skip\")");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The partitions' end offsets, shown on the status page as they are read.
@@ -429,25 +525,36 @@ async fn execute(
     loop {
         let (returned, result) = attempt(job, writer, plan).await;
         writer = returned;
-        match result {
+        let mut next_offsets = next.clone();
+        for (p, (_, end)) in &plan.ranges {
+            next_offsets.insert(*p, *end);
+        }
+        let result = match result {
             Ok((rows, bad, files)) => {
-                for (p, (_, end)) in &plan.ranges {
-                    next.insert(*p, *end);
-                }
                 let commit = Commit {
                     batch: plan.batch,
-                    next_offsets: next.clone(),
-                    files: files.clone(),
+                    next_offsets,
+                    files,
                     rows,
                     bad_records: bad,
                 };
-                if let Some(c) = &job.checkpoint {
-                    c.write_commit(&commit)
-                        .map_err(|source| ConsumeError::Checkpoint {
-                            topic: job.topic.clone(),
-                            source,
-                        })?;
-                }
+                let durable = commit.clone();
+                write_checkpoint(job, move |c| c.write_commit(&durable))
+                    .await
+                    .map(|()| commit)
+            }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(commit) => {
+                let Commit {
+                    rows,
+                    bad_records: bad,
+                    files,
+                    next_offsets,
+                    ..
+                } = commit;
+                *next = next_offsets;
                 tracing::info!(topic = %job.topic, batch = plan.batch, rows, bad_records = bad, files = files.len(), "batch committed");
                 job.status.record_batch(&BatchReport {
                     batch: plan.batch,
@@ -485,6 +592,11 @@ async fn attempt(
     writer: BatchWriter,
     plan: &Plan,
 ) -> (BatchWriter, Result<(u64, u64, Vec<String>), ConsumeError>) {
+    // The plan is durable before any output (rewriting it on a retry or replay is harmless).
+    let owned = plan.clone();
+    if let Err(error) = write_checkpoint(job, move |c| c.write_plan(&owned)).await {
+        return (writer, Err(error));
+    }
     let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
     let mut fetchers = Vec::new();
     for (&partition, &(start, end)) in &plan.ranges {
@@ -528,6 +640,24 @@ async fn attempt(
         (None, Ok(output)) => finish(job, &mut writer, batch, output),
     };
     (writer, result)
+}
+
+/// One checkpoint write (synced, so on a blocking thread); nothing with no checkpoint
+/// (console sink).
+async fn write_checkpoint(
+    job: &TopicJob,
+    write: impl FnOnce(&Checkpoint) -> Result<(), CheckpointError> + Send + 'static,
+) -> Result<(), ConsumeError> {
+    let Some(checkpoint) = job.checkpoint.clone() else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || write(&checkpoint))
+        .await
+        .expect("checkpoint write panicked")
+        .map_err(|source| ConsumeError::Checkpoint {
+            topic: job.topic.clone(),
+            source,
+        })
 }
 
 /// Writes the batch's bad records and makes the sink's output durable.
@@ -655,6 +785,18 @@ impl RangeFetch {
                         )?;
                         offset = earliest;
                         continue;
+                    }
+                    let latest = client.get_offset(OffsetAt::Latest).await.unwrap_or(end);
+                    if latest < offset {
+                        // The topic changed under a planned batch (re-created): nothing to
+                        // retry. A rerun replays the plan and applies consumer.on_data_loss.
+                        return Err(ConsumeError::PastEnd {
+                            topic: topic.to_string(),
+                            partition,
+                            next: offset,
+                            earliest,
+                            latest,
+                        });
                     }
                     "offset out of range".to_string()
                 }

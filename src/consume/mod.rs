@@ -10,6 +10,8 @@
 pub mod checkpoint;
 mod convert;
 mod engine;
+mod lock;
+mod reconcile;
 pub mod schema;
 
 use std::fmt;
@@ -26,6 +28,7 @@ use crate::sink::{ConsoleSink, ParquetSink, Sink, SinkError};
 use crate::status::Status;
 use checkpoint::{Checkpoint, CheckpointError};
 use engine::TopicJob;
+use lock::{LockError, Ownership};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkKind {
@@ -76,13 +79,14 @@ impl PartitionSelection {
     pub fn identity(&self) -> String {
         match self {
             Self::All => "all".into(),
-            Self::List(list) => format!(
-                "p{}",
-                list.iter()
-                    .map(i32::to_string)
-                    .collect::<Vec<_>>()
-                    .join("-")
-            ),
+            Self::List(list) => {
+                // `--partitions 2,0` and `0,2,0` name the same consumer as `0,2`.
+                let mut list = list.clone();
+                list.sort_unstable();
+                list.dedup();
+                let names: Vec<String> = list.iter().map(i32::to_string).collect();
+                format!("p{}", names.join("-"))
+            }
             Self::Instance { index, count } => format!("i{index}of{count}"),
         }
     }
@@ -103,6 +107,8 @@ pub struct ConsumeOptions {
     pub partitions: PartitionSelection,
     /// Print a summary line per topic at the end (Parquet sink; `run` prints its own).
     pub print_summaries: bool,
+    /// Delete this consumer's earlier output and checkpoint first (`--overwrite`).
+    pub overwrite: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +143,32 @@ pub enum ConsumeError {
         #[source]
         source: SinkError,
     },
+    #[error("topic {topic}: {source}")]
+    Lock {
+        topic: String,
+        #[source]
+        source: LockError,
+    },
+    #[error(
+        "topic {topic}: {dir} holds {count} data file(s) this consumer's checkpoint does not account for ({why}; first: {first}); consuming now would write their records a second time or delete them. Give this consumer a new output directory (--output), or pass --overwrite to delete this topic's earlier output and checkpoint and start over from consumer.starting_offsets"
+    )]
+    UnaccountedOutput {
+        topic: String,
+        dir: String,
+        count: usize,
+        first: String,
+        why: String,
+    },
+    #[error(
+        "topic {topic}, partition {partition}: the checkpoint's next offset {next} is past the partition's end (the broker has offsets {earliest}..{latest}): the topic was deleted and re-created, or the broker lost data; set consumer.on_data_loss = \"skip\" to continue from offset {earliest}, or start the topic over with --overwrite"
+    )]
+    PastEnd {
+        topic: String,
+        partition: i32,
+        next: i64,
+        earliest: i64,
+        latest: i64,
+    },
     #[error(
         "topic {topic}, partition {partition}: offsets {from}..{to} no longer exist (retention removed them before they were consumed); set consumer.on_data_loss = \"skip\" to continue from offset {to}"
     )]
@@ -162,9 +194,18 @@ pub enum ConsumeError {
 }
 
 impl ConsumeError {
-    /// Errors a retry of the same batch can cure (a full disk freed, a file system back).
+    /// Errors a retry of the same batch can cure (a full disk freed, a file system back):
+    /// writing output or the checkpoint. A damaged checkpoint or bad data is not cured by
+    /// waiting.
     fn is_retriable(&self) -> bool {
-        matches!(self, Self::Sink { .. })
+        matches!(
+            self,
+            Self::Sink { .. }
+                | Self::Checkpoint {
+                    source: CheckpointError::Io { .. },
+                    ..
+                }
+        )
     }
 
     pub fn is_usage(&self) -> bool {
@@ -241,10 +282,13 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let topics: Vec<String> = match &options.topics {
+    let mut topics: Vec<String> = match &options.topics {
         Some(list) => list.clone(),
         None => consumer.topics.keys().cloned().collect(),
     };
+    // `--topics a,a` is one topic: two jobs would share one checkpoint.
+    let mut seen = std::collections::HashSet::new();
+    topics.retain(|t| seen.insert(t.clone()));
     for topic in &topics {
         if !consumer.topics.contains_key(topic) {
             return Err(ConsumeError::NoSchema {
@@ -354,11 +398,6 @@ fn job(
             None,
         ),
         SinkKind::Parquet => {
-            let sink = ParquetSink::new(topic_dir.clone(), suffix.clone(), consumer.compression)
-                .map_err(|source| ConsumeError::Sink {
-                    topic: topic.to_string(),
-                    source,
-                })?;
             let root: PathBuf = if consumer.checkpoint.as_os_str().is_empty() {
                 topic_dir.join("_checkpoint")
             } else {
@@ -371,18 +410,34 @@ fn job(
                         source,
                     }
                 })?;
+            // Locked before the sink touches the output (it clears its temporaries).
+            let owned: Vec<i32> = partitions.iter().map(|c| c.partition()).collect();
+            let lock = Ownership::acquire(&root, checkpoint.dir(), &owned).map_err(|source| {
+                ConsumeError::Lock {
+                    topic: topic.to_string(),
+                    source,
+                }
+            })?;
+            let sink = ParquetSink::new(topic_dir.clone(), suffix.clone(), consumer.compression)
+                .map_err(|source| ConsumeError::Sink {
+                    topic: topic.to_string(),
+                    source,
+                })?;
             (
                 Box::new(sink),
-                Some(checkpoint),
+                Some((checkpoint, lock)),
                 Some(topic_dir.join("_bad_records")),
             )
         }
     };
+    let (checkpoint, ownership) = checkpoint.unzip();
     let job = TopicJob {
         topic: topic.to_string(),
         partitions,
         schema: consumer.topics[topic].schema.clone(),
         checkpoint,
+        _locks: ownership,
+        overwrite: options.overwrite,
         bad_records_dir,
         instance_suffix: suffix,
         settings: consumer.clone(),
@@ -408,6 +463,7 @@ mod tests {
         assert_eq!(a.file_suffix(), "-i0of2");
         assert_eq!(PartitionSelection::All.file_suffix(), "");
         assert_eq!(PartitionSelection::List(vec![0, 2]).identity(), "p0-2");
+        assert_eq!(PartitionSelection::List(vec![2, 0, 2]).identity(), "p0-2");
         assert!(PartitionSelection::parse_instance("2/2").is_err());
         assert!(PartitionSelection::parse_instance("x").is_err());
     }

@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 
-use super::{Sink, SinkError};
+use super::{ExistingFile, Sink, SinkError};
 
 pub struct ConsoleSink {
     topic: String,
@@ -30,6 +30,15 @@ impl ConsoleSink {
 }
 
 impl Sink for ConsoleSink {
+    /// A terminal keeps nothing to collide with.
+    fn existing(&self) -> Result<Vec<ExistingFile>, SinkError> {
+        Ok(Vec::new())
+    }
+
+    fn remove(&mut self, _files: &[ExistingFile]) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     fn begin(&mut self, batch: u64) -> Result<(), SinkError> {
         self.batch = batch;
         self.shown.clear();

@@ -7,6 +7,8 @@ mod parquet;
 pub use console::ConsoleSink;
 pub use parquet::ParquetSink;
 
+use std::path::PathBuf;
+
 use arrow::record_batch::RecordBatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,11 +23,30 @@ pub enum SinkError {
     Encode { path: String, reason: String },
 }
 
+/// A data file an earlier run left in a sink's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingFile {
+    pub path: PathBuf,
+    /// The micro-batch that wrote it.
+    pub batch: u64,
+    /// Written by a consumer of the same identity (the same checkpoint); otherwise by one
+    /// whose partitions overlap this one's (one of the two consumed all partitions).
+    pub own: bool,
+}
+
 /// One topic's output. Calls come in order: `begin`, any number of `write`, `commit`.
 pub trait Sink: Send {
+    /// The data files already in the output that this sink's records could collide with,
+    /// so the consumer can check them against its checkpoint before writing anything.
+    fn existing(&self) -> Result<Vec<ExistingFile>, SinkError>;
+
+    /// Deletes files [`Sink::existing`] returned (`--overwrite`).
+    fn remove(&mut self, files: &[ExistingFile]) -> Result<(), SinkError>;
+
     /// Starts micro-batch `batch`. The same batch may start again after a crash (a replay):
     /// the sink then first removes whatever the earlier attempt left, so the replay replaces
-    /// it instead of adding to it.
+    /// it instead of adding to it. The consumer calls it only for batches its checkpoint has
+    /// not committed, after checking the output holds no later ones.
     fn begin(&mut self, batch: u64) -> Result<(), SinkError>;
 
     /// Writes some rows of the current batch.

@@ -10,7 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{Sink, SinkError};
+use super::{ExistingFile, Sink, SinkError};
 use crate::settings::ParquetCompression;
 
 pub struct ParquetSink {
@@ -54,11 +54,7 @@ impl ParquetSink {
 
     /// Our files of `batch`: `part-<batch>-<nnnn><suffix>.parquet`.
     fn is_ours(&self, name: &str, batch: u64) -> bool {
-        let number = name
-            .strip_prefix(&Self::prefix(batch))
-            .and_then(|rest| rest.strip_suffix(".parquet"))
-            .and_then(|rest| rest.strip_suffix(self.suffix.as_str()));
-        number.is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        parse_name(name).is_some_and(|n| n.batch == batch && n.suffix == self.suffix)
     }
 
     /// Hidden temporaries of ours left by a crash.
@@ -75,7 +71,60 @@ impl ParquetSink {
     }
 }
 
+/// The parts of a data file's name, `part-<batch>-<nnnn><suffix>.parquet`.
+struct FileName<'a> {
+    batch: u64,
+    suffix: &'a str,
+}
+
+fn parse_name(name: &str) -> Option<FileName<'_>> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (batch, rest) = rest.split_once('-')?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let suffix = &rest[digits..];
+    let well_formed = batch.len() >= 8
+        && batch.bytes().all(|b| b.is_ascii_digit())
+        && digits == 4
+        && (suffix.is_empty() || suffix.starts_with('-'));
+    well_formed.then_some(FileName {
+        batch: batch.parse().ok()?,
+        suffix,
+    })
+}
+
 impl Sink for ParquetSink {
+    /// Files of the same identity, and of any identity when one of the two is a consumer of
+    /// all partitions (no suffix). Instances (`-i0of2`, `-p0-2`) do not overlap each other's
+    /// names; overlapping partition selections running together are stopped by the
+    /// checkpoint root's partition locks.
+    fn existing(&self) -> Result<Vec<ExistingFile>, SinkError> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let entry = entry.map_err(io(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(parsed) = parse_name(&name) else {
+                continue;
+            };
+            let own = parsed.suffix == self.suffix;
+            if own || parsed.suffix.is_empty() || self.suffix.is_empty() {
+                found.push(ExistingFile {
+                    path: entry.path(),
+                    batch: parsed.batch,
+                    own,
+                });
+            }
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+
+    fn remove(&mut self, files: &[ExistingFile]) -> Result<(), SinkError> {
+        for f in files {
+            std::fs::remove_file(&f.path).map_err(io(&f.path))?;
+        }
+        crate::durable::sync_dir(&self.dir).map_err(io(&self.dir))
+    }
+
     fn begin(&mut self, batch: u64) -> Result<(), SinkError> {
         self.batch = batch;
         self.written.clear();
@@ -151,5 +200,33 @@ mod tests {
         assert!(one.is_ours("part-00000003-0000-i1of2.parquet", 3));
         assert!(!one.is_ours("part-00000003-0000.parquet", 3));
         assert!(!one.is_ours("part-00000003-0000-i0of2.parquet", 3));
+        assert!(!one.is_ours("part-00000003-00000-i1of2.parquet", 3));
+        assert!(!one.is_ours("part-0000003-0000-i1of2.parquet", 3));
+    }
+
+    #[test]
+    fn finds_the_files_it_could_collide_with() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "part-00000001-0000.parquet",
+            "part-00000002-0000-i0of2.parquet",
+            "part-00000003-0000-i1of2.parquet",
+            "notes.parquet",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let existing = |suffix: &str| {
+            let sink =
+                ParquetSink::new(dir.path().into(), suffix.into(), ParquetCompression::Snappy)
+                    .unwrap();
+            sink.existing()
+                .unwrap()
+                .into_iter()
+                .map(|f| (f.batch, f.own))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(existing(""), [(1, true), (2, false), (3, false)]);
+        assert_eq!(existing("-i0of2"), [(1, false), (2, true)]);
+        assert_eq!(existing("-p5"), [(1, false)]);
     }
 }

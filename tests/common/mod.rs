@@ -459,8 +459,15 @@ pub fn raw_topic_bytes(payloads: &[&[u8]]) -> String {
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    kcat_produce(&topic, 0, payloads);
+    topic
+}
+
+/// Appends payloads (none holding a newline) to one partition of `topic` with kcat.
+pub fn kcat_produce(topic: &str, partition: i32, payloads: &[&[u8]]) {
     let mut kcat = std::process::Command::new("kcat")
-        .args(["-b", &bootstrap(), "-P", "-t", &topic, "-p", "0"])
+        .args(["-b", &bootstrap(), "-P", "-t", topic])
+        .args(["-p", &partition.to_string()])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -471,7 +478,6 @@ pub fn raw_topic_bytes(payloads: &[&[u8]]) -> String {
         .write_all(&payloads.join(&b"\n"[..]))
         .unwrap();
     assert!(kcat.wait().unwrap().success());
-    topic
 }
 
 /// Kills `broker` (SIGKILL) and restarts it under a running `process`, then waits for the
