@@ -6,6 +6,11 @@
 //! concurrently. Without consumer groups in rskafka, the consumer owns its offsets: several
 //! processes split a topic with `--partitions`/`--instance`, each with its own checkpoint and
 //! file names.
+//!
+//! * [`schema`] decodes a payload into a row; [`convert`] turns each value's text into its
+//!   column's type exactly, or says why it cannot.
+//! * [`checkpoint`] is the plan/commit log; [`lock`] makes a job its only writer; [`reconcile`]
+//!   checks at start that the output holds nothing the checkpoint does not account for.
 
 pub mod checkpoint;
 mod convert;
