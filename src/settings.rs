@@ -141,8 +141,10 @@ pub struct ProducerSettings {
     /// A batch is sent once its records add up to this many bytes (uncompressed). Must stay
     /// under the broker's `message.max.bytes` (1 MiB by default).
     pub batch_max_bytes: usize,
-    /// Records read but not yet acknowledged, per source. Bounds memory, and bounds how far
-    /// back `--resume` has to look.
+    /// The window of records read but not yet acknowledged, per source, in stream offsets:
+    /// a record is sent only while it is fewer than this many offsets past the oldest
+    /// unacknowledged one (bad records in between count). Bounds memory, and bounds how far
+    /// back `--resume` has to look; do not lower it between a crash and its `--resume`.
     pub max_pending_records: usize,
     /// First retry delay in seconds; doubles (with jitter) up to `retry_max_backoff`.
     pub retry_initial_backoff: f64,

@@ -19,11 +19,12 @@ use std::time::{Duration, SystemTime};
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::ProduceError;
 use super::record::Prepared;
 use super::resume::{bounded, read_source_offsets};
+use super::window::Window;
 use crate::backoff::{Retry, RetryPolicy};
 use crate::status::{SourceCounters, TopicStatus};
 
@@ -41,9 +42,9 @@ pub struct WriterContext {
     pub request_timeout: Duration,
     pub stats: Arc<SourceCounters>,
     pub topic_status: Arc<TopicStatus>,
-    /// The source's window of unacknowledged records: one permit per record, given back here
-    /// once the broker acknowledged it.
-    pub window: Arc<Semaphore>,
+    /// The source's window of unacknowledged records: the reader acquires each record's
+    /// offset, the writer acknowledges it here once the broker has it.
+    pub window: Arc<Window>,
 }
 
 pub struct PartitionWriter {
@@ -95,6 +96,8 @@ impl PartitionWriter {
     /// Produces one batch, retrying until it is acknowledged or the retry deadline passes.
     async fn send(&mut self, batch: &mut Vec<Prepared>, bytes: usize) -> Result<(), ProduceError> {
         let count = batch.len();
+        // Taken now: a retry may drop records that landed anyway, and those are settled too.
+        let offsets: Vec<u64> = batch.iter().map(|p| p.offset).collect();
         let value_bytes: usize = batch.iter().map(|p| p.value.len()).sum();
         let mut retry = Retry::new(self.ctx.retry);
         // After a failed attempt, every retry is preceded by a look at what landed.
@@ -155,7 +158,7 @@ impl PartitionWriter {
         self.ctx
             .topic_status
             .observe_latest(self.client.partition(), self.log_end);
-        self.ctx.window.add_permits(count);
+        self.ctx.window.ack(offsets);
         Ok(())
     }
 
