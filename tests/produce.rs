@@ -291,15 +291,27 @@ async fn create_topics_uses_the_admin_defaults() {
 
 /// A real HTTP server that serves fixed NDJSON lines at any path, honouring `?offset=N`:
 /// bad lines cannot come from serve-api, which refuses bad data at start.
-async fn line_server(lines: Vec<&'static str>) -> SocketAddr {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
+async fn line_server<L: Into<String>>(lines: impl IntoIterator<Item = L>) -> SocketAddr {
+    paced_line_server(lines, usize::MAX, Duration::ZERO).await
+}
+
+/// [`line_server`] sending `per_tick` lines every `tick` (chunked), so a test can tell how far
+/// the stream got in a given time on any machine.
+async fn paced_line_server<L: Into<String>>(
+    lines: impl IntoIterator<Item = L>,
+    per_tick: usize,
+    tick: Duration,
+) -> SocketAddr {
+    use http_body_util::StreamBody;
+    use hyper::body::{Bytes, Frame};
+    let lines: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(lines.into_iter().map(Into::into).collect());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let lines = lines.clone();
+            let lines = std::sync::Arc::clone(&lines);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
@@ -308,14 +320,28 @@ async fn line_server(lines: Vec<&'static str>) -> SocketAddr {
                             .query()
                             .and_then(|q| q.strip_prefix("offset="))
                             .map_or(0, |n| n.parse().unwrap());
-                        let body: String = lines[offset.min(lines.len())..]
-                            .iter()
-                            .map(|l| format!("{l}\n"))
-                            .collect();
+                        let lines = std::sync::Arc::clone(&lines);
+                        let chunks =
+                            futures::stream::unfold(offset.min(lines.len()), move |from| {
+                                let lines = std::sync::Arc::clone(&lines);
+                                async move {
+                                    if from >= lines.len() {
+                                        return None;
+                                    }
+                                    if from > offset {
+                                        tokio::time::sleep(tick).await;
+                                    }
+                                    let to = from.saturating_add(per_tick).min(lines.len());
+                                    let chunk: String =
+                                        lines[from..to].iter().map(|l| format!("{l}\n")).collect();
+                                    let frame = Frame::data(Bytes::from(chunk));
+                                    Some((Ok::<_, std::convert::Infallible>(frame), to))
+                                }
+                            });
                         async move {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                StreamBody::new(chunks),
+                            ))
                         }
                     },
                 );
@@ -716,4 +742,103 @@ async fn sigterm_flushes_what_was_read_and_exits_0_with_a_summary() {
         .unwrap();
     assert_exactly_once(&records, &served[..count], "metrics", Some("id"), 3);
     stop_api.cancel();
+}
+
+/// `count` compact JSON lines keyed by `id`, except every third, which lacks its key and so is
+/// a bad record for a source keyed by `id`.
+fn every_third_unkeyed(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            if i % 3 == 2 {
+                format!(r#"{{"val":{i}.5,"time":{i}}}"#)
+            } else {
+                format!(r#"{{"id":{},"val":{i}.5,"time":{i}}}"#, i % 97)
+            }
+        })
+        .collect()
+}
+
+/// Checks that `records` hold exactly the lines of `served` that have an `id`, each once, byte
+/// for byte, keyed and placed like the Java client.
+fn assert_good_lines_exactly_once(records: &[KcatRecord], served: &[String], partitions: i32) {
+    let mut seen: BTreeMap<u64, &KcatRecord> = BTreeMap::new();
+    for r in records {
+        let offset = r.source_offset();
+        assert!(
+            seen.insert(offset, r).is_none(),
+            "source-offset {offset} written twice"
+        );
+    }
+    let good: Vec<u64> = served
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(r#""id":"#))
+        .map(|(o, _)| o as u64)
+        .collect();
+    let missing: Vec<u64> = good
+        .iter()
+        .copied()
+        .filter(|o| !seen.contains_key(o))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} good records never reached the topic, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert_eq!(seen.len(), good.len(), "records that are not good lines");
+    for (offset, r) in seen {
+        let line = &served[offset as usize];
+        assert_eq!(&r.payload, line, "value differs at source-offset {offset}");
+        let key = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].to_string();
+        assert_eq!(r.key.as_deref(), Some(key.as_str()));
+        assert_eq!(r.partition, partition_for_key(key.as_bytes(), partitions));
+    }
+}
+
+/// Issue 4: the window counted good records only, while `--resume` assumed it spans at most
+/// `W` stream offsets; with bad records in between, four SIGKILLs and `--resume` lost records.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_sigkills_loses_nothing_when_bad_records_sit_between_good_ones() {
+    const RECORDS: usize = 60_000;
+    let served = every_third_unkeyed(RECORDS);
+    // 20,000 lines a second at most: the kills land mid-stream however fast the machine.
+    let api = paced_line_server(served.clone(), 500, Duration::from_millis(25)).await;
+    let topic = unique_topic("p-resume-bad");
+    admin(&["create-topic", &topic, "--partitions", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "linger = 0.005\nmax_pending_records = 64",
+    );
+    let started = Instant::now();
+    for (round, kill_after_ms) in [500u64, 400, 450, 350].into_iter().enumerate() {
+        let args: &[&str] = if round == 0 {
+            &["plant"]
+        } else {
+            &["plant", "--resume"]
+        };
+        let mut producer = Spawned::start(&mut produce_cmd(dir.path(), args));
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        assert!(
+            producer.is_running(),
+            "producer finished before the kill in round {round}: {}",
+            producer.log("err")
+        );
+        producer.kill(); // SIGKILL
+    }
+    let producer = Spawned::start(&mut produce_cmd(dir.path(), &["plant", "--resume"]));
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(out.contains("resumed at source-offset"), "{out}");
+    eprintln!("five runs took {:?}: {out}", started.elapsed());
+    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
+        .await
+        .unwrap();
+    assert_good_lines_exactly_once(&records, &served, 3);
 }
