@@ -842,3 +842,93 @@ async fn resume_after_sigkills_loses_nothing_when_bad_records_sit_between_good_o
         .unwrap();
     assert_good_lines_exactly_once(&records, &served, 3);
 }
+
+/// A close-delimited HTTP/1.1 server (no `Content-Length`, not chunked, `Connection: close`),
+/// like some gateways: the body ends when the connection closes. It serves `lines` from
+/// `?offset=N`; on the first connection it sends `cut_after` whole lines and half of the
+/// next, then closes, which HTTP cannot tell from a complete body. Returns the address and the
+/// offsets requested, in order.
+fn close_delimited_server(
+    lines: Vec<String>,
+    cut_after: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&requested);
+    std::thread::spawn(move || {
+        for (connection, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let target = request_line.split(' ').nth(1).unwrap_or("/");
+            let offset: usize = target
+                .split_once("offset=")
+                .map_or(0, |(_, n)| n.parse().unwrap());
+            log.lock().unwrap().push(offset);
+            let mut body: String = lines[offset.min(lines.len())..]
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if connection == 0 {
+                let whole: usize = lines[offset..offset + cut_after]
+                    .iter()
+                    .map(|l| l.len() + 1)
+                    .sum();
+                body.truncate(whole + lines[offset + cut_after].len() / 2);
+            }
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    (addr, requested)
+}
+
+/// Issue 6: a close-delimited stream cut mid-line ended as if complete: the partial line became
+/// a bad record and the rest was never fetched, exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_mid_line_reconnects_at_that_line() {
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"id":{},"val":{i}.25,"time":{i}}}"#, i % 11))
+        .collect();
+    let (api, requested) = close_delimited_server(lines.clone(), 120);
+    let topic = unique_topic("p-cut");
+    admin(&["create-topic", &topic]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "retry_initial_backoff = 0.05",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("plant: 200 records"), "{summary}");
+    assert!(summary.contains("(0 bad"), "{summary}");
+    assert!(
+        stderr(&out).contains("source-offset 120"),
+        "the cut was not reported: {}",
+        stderr(&out)
+    );
+    assert_eq!(*requested.lock().unwrap(), [0, 120]);
+    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
+        .await
+        .unwrap();
+    assert_exactly_once(&records, &lines, "plant", Some("id"), 3);
+}
