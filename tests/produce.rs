@@ -932,3 +932,95 @@ async fn a_stream_cut_mid_line_reconnects_at_that_line() {
         .unwrap();
     assert_exactly_once(&records, &lines, "plant", Some("id"), 3);
 }
+
+/// A line of about `bytes` bytes that no codec shrinks much: random letters and digits.
+fn incompressible_line(id: u32, bytes: usize) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let blob: String = (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            alphabet[(state % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
+    format!(r#"{{"id":{id},"blob":"{blob}"}}"#)
+}
+
+/// Issue 7: one record larger than the broker accepts (`MessageTooLarge`) failed the whole
+/// source, and `--resume` failed the same way every time. It is a bad record now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
+    // The broker's default max.message.bytes is 1,048,588: 1.5 MB of random text exceeds it
+    // whatever the codec; the normal records around it share its batches.
+    let mut lines: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"id":{},"val":{i}.5,"time":{i}}}"#, i % 7))
+        .collect();
+    lines[120] = incompressible_line(3, 1_500_000);
+    let api = line_server(lines.clone()).await;
+    let topic = unique_topic("p-too-large");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    // A long linger: the records before it gather into its batch, which the broker refuses
+    // whole.
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "linger = 1.0",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("plant: 299 records"), "{summary}");
+    assert!(summary.contains("(1 bad"), "{summary}");
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains("source_offset=120")
+            && l.contains("bytes=")
+            && l.contains("max.message.bytes")),
+        "the oversize record was not logged with its source-offset and size: {err}"
+    );
+    let records = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || kcat_read(&bootstrap(), &topic)
+    })
+    .await
+    .unwrap();
+    let mut offsets: Vec<u64> = records.iter().map(KcatRecord::source_offset).collect();
+    let in_order = offsets.windows(2).all(|w| w[0] < w[1]);
+    assert!(in_order, "out of stream order: {offsets:?}");
+    offsets.sort();
+    let expected: Vec<u64> = (0..300).filter(|&o| o != 120).collect();
+    assert_eq!(offsets, expected);
+    for r in &records {
+        assert_eq!(r.payload, lines[r.source_offset() as usize]);
+    }
+
+    // fail mode: stops at it, naming it; what came before it is written.
+    let topic = unique_topic("p-too-large-fail");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "on_bad_record = \"fail\"",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("source-offset 120"), "{err}");
+    assert!(err.contains("max.message.bytes"), "{err}");
+    assert!(err.contains("on_bad_record"), "{err}");
+}

@@ -510,6 +510,7 @@ async fn produce_source_inner(
         linger: producer.linger(),
         batch_max_bytes: producer.batch_max_bytes,
         retry: producer.retry_policy(),
+        on_bad_record: producer.on_bad_record,
         request_timeout,
         stats: Arc::clone(stats),
         topic_status: Arc::clone(topic),
