@@ -138,8 +138,9 @@ pub struct ProducerSettings {
     pub compression: CompressionCodec,
     /// Seconds a partition's batch waits for more records before it is sent.
     pub linger: f64,
-    /// A batch is sent once its records add up to this many bytes (uncompressed). Must stay
-    /// under the broker's `message.max.bytes` (1 MiB by default).
+    /// A batch is sent once its records add up to this many bytes (uncompressed). Batches are
+    /// also capped below the topic's `max.message.bytes` (1 MiB by default), which the
+    /// producer reads from the broker before sending.
     pub batch_max_bytes: usize,
     /// The window of records read but not yet acknowledged, per source, in stream offsets:
     /// a record is sent only while it is fewer than this many offsets past the oldest

@@ -1024,3 +1024,27 @@ async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
     assert!(err.contains("max.message.bytes"), "{err}");
     assert!(err.contains("on_bad_record"), "{err}");
 }
+
+/// The producer caps batches at the topic's `max.message.bytes`, read with a DescribeConfigs
+/// request of our own: the real broker must understand it and give its default (1,048,588).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_topic_batch_limit_is_read_from_the_broker() {
+    let topic = unique_topic("p-limit");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    let mut kafka = factorypal::settings::Settings::default().kafka;
+    kafka.bootstrap = bootstrap();
+    let limit = factorypal::kafka::topic_config::describe(
+        &kafka,
+        &topic,
+        factorypal::kafka::topic_config::MAX_MESSAGE_BYTES,
+    )
+    .await
+    .unwrap();
+    assert_eq!(limit.as_deref(), Some("1048588"));
+    // A topic that does not exist is an error that names it, not a limit.
+    let missing = unique_topic("p-limit-missing");
+    let error = factorypal::kafka::topic_config::describe(&kafka, &missing, "max.message.bytes")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains(&missing), "{error}");
+}

@@ -503,12 +503,14 @@ async fn produce_source_inner(
         topic.observe_latest(partition as i32, end);
     }
     let window = Arc::new(Window::new(window_span));
+    let batch_limit = batch_limit(settings, &source.name, &source.topic).await;
     let context = Arc::new(WriterContext {
         source_name: source.name.clone(),
         topic: source.topic.clone(),
         compression: compression(producer.compression),
         linger: producer.linger(),
         batch_max_bytes: producer.batch_max_bytes,
+        batch_limit,
         retry: producer.retry_policy(),
         on_bad_record: producer.on_bad_record,
         request_timeout,
@@ -596,6 +598,33 @@ async fn produce_source_inner(
         None => Ok(()),
     }
 }
+
+/// The largest batch `topic` accepts, from its `max.message.bytes` less a batch's own header,
+/// so batches are capped below it rather than refused and split. If the broker does not say
+/// (an old broker, no permission to describe configs), there is no cap and a refused batch is
+/// split (see [`writer`]).
+async fn batch_limit(settings: &Settings, source_name: &str, topic: &str) -> usize {
+    let described = crate::kafka::topic_config::describe(
+        &settings.kafka,
+        topic,
+        crate::kafka::topic_config::MAX_MESSAGE_BYTES,
+    )
+    .await;
+    match described.map(|v| v.and_then(|v| v.parse::<usize>().ok())) {
+        Ok(Some(limit)) => {
+            tracing::debug!(source = %source_name, %topic, max_message_bytes = limit, "batch limit");
+            limit.saturating_sub(BATCH_HEADER_BYTES).max(1)
+        }
+        Ok(None) => usize::MAX,
+        Err(error) => {
+            tracing::warn!(source = %source_name, %topic, %error, "cannot read the topic's max.message.bytes; batches the broker refuses as too large will be split");
+            usize::MAX
+        }
+    }
+}
+
+/// A record batch's header (v2 format), beyond its records.
+const BATCH_HEADER_BYTES: usize = 61;
 
 /// A setup call (partition leader, offsets, the resume look-up) retried while the broker
 /// settles, e.g. a new topic's leader election or a broker that is restarting.

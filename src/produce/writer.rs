@@ -44,6 +44,10 @@ pub struct WriterContext {
     pub compression: Compression,
     pub linger: Duration,
     pub batch_max_bytes: usize,
+    /// The most a batch may hold (estimated), from the topic's `max.message.bytes`: the
+    /// broker refuses a larger batch whole. A record alone above it still goes alone, and
+    /// the broker's answer decides (compression may make it fit).
+    pub batch_limit: usize,
     pub retry: RetryPolicy,
     /// What a record the broker can never accept (too large) does: skip or stop.
     pub on_bad_record: BadRecordPolicy,
@@ -76,10 +80,18 @@ impl PartitionWriter {
 
     /// Writes everything `records` yields, in order, until the channel closes.
     pub async fn run(mut self, mut records: mpsc::Receiver<Prepared>) -> Result<(), ProduceError> {
-        let mut batch: Vec<Prepared> = Vec::new();
-        while let Some(first) = records.recv().await {
+        // A record that would have pushed the batch past the topic's limit starts the next one.
+        let mut carried: Option<Prepared> = None;
+        loop {
+            let first = match carried.take() {
+                Some(record) => record,
+                None => match records.recv().await {
+                    Some(record) => record,
+                    None => break,
+                },
+            };
             let mut bytes = first.approximate_size();
-            batch.push(first);
+            let mut batch = vec![first];
             let linger_until = tokio::time::Instant::now() + self.ctx.linger;
             while bytes < self.ctx.batch_max_bytes {
                 let next = match records.try_recv() {
@@ -94,10 +106,14 @@ impl PartitionWriter {
                     }
                 };
                 let Some(record) = next else { break };
+                if bytes + record.approximate_size() > self.ctx.batch_limit {
+                    carried = Some(record);
+                    break;
+                }
                 bytes += record.approximate_size();
                 batch.push(record);
             }
-            self.write(std::mem::take(&mut batch)).await?;
+            self.write(batch).await?;
         }
         Ok(())
     }
