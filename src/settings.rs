@@ -138,11 +138,14 @@ pub struct ProducerSettings {
     pub compression: CompressionCodec,
     /// Seconds a partition's batch waits for more records before it is sent.
     pub linger: f64,
-    /// A batch is sent once its records add up to this many bytes (uncompressed). Must stay
-    /// under the broker's `message.max.bytes` (1 MiB by default).
+    /// A batch is sent once its records add up to this many bytes (uncompressed). Batches are
+    /// also capped below the topic's `max.message.bytes` (1 MiB by default), which the
+    /// producer reads from the broker before sending.
     pub batch_max_bytes: usize,
-    /// Records read but not yet acknowledged, per source. Bounds memory, and bounds how far
-    /// back `--resume` has to look.
+    /// The window of records read but not yet acknowledged, per source, in stream offsets:
+    /// a record is sent only while it is fewer than this many offsets past the oldest
+    /// unacknowledged one (bad records in between count). Bounds memory, and bounds how far
+    /// back `--resume` has to look; do not lower it between a crash and its `--resume`.
     pub max_pending_records: usize,
     /// First retry delay in seconds; doubles (with jitter) up to `retry_max_backoff`.
     pub retry_initial_backoff: f64,

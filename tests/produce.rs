@@ -291,15 +291,27 @@ async fn create_topics_uses_the_admin_defaults() {
 
 /// A real HTTP server that serves fixed NDJSON lines at any path, honouring `?offset=N`:
 /// bad lines cannot come from serve-api, which refuses bad data at start.
-async fn line_server(lines: Vec<&'static str>) -> SocketAddr {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
+async fn line_server<L: Into<String>>(lines: impl IntoIterator<Item = L>) -> SocketAddr {
+    paced_line_server(lines, usize::MAX, Duration::ZERO).await
+}
+
+/// [`line_server`] sending `per_tick` lines every `tick` (chunked), so a test can tell how far
+/// the stream got in a given time on any machine.
+async fn paced_line_server<L: Into<String>>(
+    lines: impl IntoIterator<Item = L>,
+    per_tick: usize,
+    tick: Duration,
+) -> SocketAddr {
+    use http_body_util::StreamBody;
+    use hyper::body::{Bytes, Frame};
+    let lines: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(lines.into_iter().map(Into::into).collect());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let lines = lines.clone();
+            let lines = std::sync::Arc::clone(&lines);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
@@ -308,14 +320,28 @@ async fn line_server(lines: Vec<&'static str>) -> SocketAddr {
                             .query()
                             .and_then(|q| q.strip_prefix("offset="))
                             .map_or(0, |n| n.parse().unwrap());
-                        let body: String = lines[offset.min(lines.len())..]
-                            .iter()
-                            .map(|l| format!("{l}\n"))
-                            .collect();
+                        let lines = std::sync::Arc::clone(&lines);
+                        let chunks =
+                            futures::stream::unfold(offset.min(lines.len()), move |from| {
+                                let lines = std::sync::Arc::clone(&lines);
+                                async move {
+                                    if from >= lines.len() {
+                                        return None;
+                                    }
+                                    if from > offset {
+                                        tokio::time::sleep(tick).await;
+                                    }
+                                    let to = from.saturating_add(per_tick).min(lines.len());
+                                    let chunk: String =
+                                        lines[from..to].iter().map(|l| format!("{l}\n")).collect();
+                                    let frame = Frame::data(Bytes::from(chunk));
+                                    Some((Ok::<_, std::convert::Infallible>(frame), to))
+                                }
+                            });
                         async move {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                StreamBody::new(chunks),
+                            ))
                         }
                     },
                 );
@@ -716,4 +742,309 @@ async fn sigterm_flushes_what_was_read_and_exits_0_with_a_summary() {
         .unwrap();
     assert_exactly_once(&records, &served[..count], "metrics", Some("id"), 3);
     stop_api.cancel();
+}
+
+/// `count` compact JSON lines keyed by `id`, except every third, which lacks its key and so is
+/// a bad record for a source keyed by `id`.
+fn every_third_unkeyed(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            if i % 3 == 2 {
+                format!(r#"{{"val":{i}.5,"time":{i}}}"#)
+            } else {
+                format!(r#"{{"id":{},"val":{i}.5,"time":{i}}}"#, i % 97)
+            }
+        })
+        .collect()
+}
+
+/// Checks that `records` hold exactly the lines of `served` that have an `id`, each once, byte
+/// for byte, keyed and placed like the Java client.
+fn assert_good_lines_exactly_once(records: &[KcatRecord], served: &[String], partitions: i32) {
+    let mut seen: BTreeMap<u64, &KcatRecord> = BTreeMap::new();
+    for r in records {
+        let offset = r.source_offset();
+        assert!(
+            seen.insert(offset, r).is_none(),
+            "source-offset {offset} written twice"
+        );
+    }
+    let good: Vec<u64> = served
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains(r#""id":"#))
+        .map(|(o, _)| o as u64)
+        .collect();
+    let missing: Vec<u64> = good
+        .iter()
+        .copied()
+        .filter(|o| !seen.contains_key(o))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} good records never reached the topic, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert_eq!(seen.len(), good.len(), "records that are not good lines");
+    for (offset, r) in seen {
+        let line = &served[offset as usize];
+        assert_eq!(&r.payload, line, "value differs at source-offset {offset}");
+        let key = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].to_string();
+        assert_eq!(r.key.as_deref(), Some(key.as_str()));
+        assert_eq!(r.partition, partition_for_key(key.as_bytes(), partitions));
+    }
+}
+
+/// Issue 4: the window counted good records only, while `--resume` assumed it spans at most
+/// `W` stream offsets; with bad records in between, four SIGKILLs and `--resume` lost records.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_sigkills_loses_nothing_when_bad_records_sit_between_good_ones() {
+    const RECORDS: usize = 60_000;
+    let served = every_third_unkeyed(RECORDS);
+    // 20,000 lines a second at most: the kills land mid-stream however fast the machine.
+    let api = paced_line_server(served.clone(), 500, Duration::from_millis(25)).await;
+    let topic = unique_topic("p-resume-bad");
+    admin(&["create-topic", &topic, "--partitions", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "linger = 0.005\nmax_pending_records = 64",
+    );
+    let started = Instant::now();
+    for (round, kill_after_ms) in [500u64, 400, 450, 350].into_iter().enumerate() {
+        let args: &[&str] = if round == 0 {
+            &["plant"]
+        } else {
+            &["plant", "--resume"]
+        };
+        let mut producer = Spawned::start(&mut produce_cmd(dir.path(), args));
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        assert!(
+            producer.is_running(),
+            "producer finished before the kill in round {round}: {}",
+            producer.log("err")
+        );
+        producer.kill(); // SIGKILL
+    }
+    let producer = Spawned::start(&mut produce_cmd(dir.path(), &["plant", "--resume"]));
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(out.contains("resumed at source-offset"), "{out}");
+    eprintln!("five runs took {:?}: {out}", started.elapsed());
+    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
+        .await
+        .unwrap();
+    assert_good_lines_exactly_once(&records, &served, 3);
+}
+
+/// A close-delimited HTTP/1.1 server (no `Content-Length`, not chunked, `Connection: close`),
+/// like some gateways: the body ends when the connection closes. It serves `lines` from
+/// `?offset=N`; on the first connection it sends `cut_after` whole lines and half of the
+/// next, then closes, which HTTP cannot tell from a complete body. Returns the address and the
+/// offsets requested, in order.
+fn close_delimited_server(
+    lines: Vec<String>,
+    cut_after: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requested = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&requested);
+    std::thread::spawn(move || {
+        for (connection, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            let target = request_line.split(' ').nth(1).unwrap_or("/");
+            let offset: usize = target
+                .split_once("offset=")
+                .map_or(0, |(_, n)| n.parse().unwrap());
+            log.lock().unwrap().push(offset);
+            let mut body: String = lines[offset.min(lines.len())..]
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if connection == 0 {
+                let whole: usize = lines[offset..offset + cut_after]
+                    .iter()
+                    .map(|l| l.len() + 1)
+                    .sum();
+                body.truncate(whole + lines[offset + cut_after].len() / 2);
+            }
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    (addr, requested)
+}
+
+/// Issue 6: a close-delimited stream cut mid-line ended as if complete: the partial line became
+/// a bad record and the rest was never fetched, exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_mid_line_reconnects_at_that_line() {
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"id":{},"val":{i}.25,"time":{i}}}"#, i % 11))
+        .collect();
+    let (api, requested) = close_delimited_server(lines.clone(), 120);
+    let topic = unique_topic("p-cut");
+    admin(&["create-topic", &topic]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "retry_initial_backoff = 0.05",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("plant: 200 records"), "{summary}");
+    assert!(summary.contains("(0 bad"), "{summary}");
+    assert!(
+        stderr(&out).contains("source-offset 120"),
+        "the cut was not reported: {}",
+        stderr(&out)
+    );
+    assert_eq!(*requested.lock().unwrap(), [0, 120]);
+    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
+        .await
+        .unwrap();
+    assert_exactly_once(&records, &lines, "plant", Some("id"), 3);
+}
+
+/// A line of about `bytes` bytes that no codec shrinks much: random letters and digits.
+fn incompressible_line(id: u32, bytes: usize) -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let blob: String = (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            alphabet[(state % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
+    format!(r#"{{"id":{id},"blob":"{blob}"}}"#)
+}
+
+/// Issue 7: one record larger than the broker accepts (`MessageTooLarge`) failed the whole
+/// source, and `--resume` failed the same way every time. It is a bad record now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
+    // The broker's default max.message.bytes is 1,048,588: 1.5 MB of random text exceeds it
+    // whatever the codec; the normal records around it share its batches.
+    let mut lines: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"id":{},"val":{i}.5,"time":{i}}}"#, i % 7))
+        .collect();
+    lines[120] = incompressible_line(3, 1_500_000);
+    let api = line_server(lines.clone()).await;
+    let topic = unique_topic("p-too-large");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    // A long linger: the records before it gather into its batch, which the broker refuses
+    // whole.
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "linger = 1.0",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("plant: 299 records"), "{summary}");
+    assert!(summary.contains("(1 bad"), "{summary}");
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains("source_offset=120")
+            && l.contains("bytes=")
+            && l.contains("max.message.bytes")),
+        "the oversize record was not logged with its source-offset and size: {err}"
+    );
+    let records = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || kcat_read(&bootstrap(), &topic)
+    })
+    .await
+    .unwrap();
+    let mut offsets: Vec<u64> = records.iter().map(KcatRecord::source_offset).collect();
+    let in_order = offsets.windows(2).all(|w| w[0] < w[1]);
+    assert!(in_order, "out of stream order: {offsets:?}");
+    offsets.sort();
+    let expected: Vec<u64> = (0..300).filter(|&o| o != 120).collect();
+    assert_eq!(offsets, expected);
+    for r in &records {
+        assert_eq!(r.payload, lines[r.source_offset() as usize]);
+    }
+
+    // fail mode: stops at it, naming it; what came before it is written.
+    let topic = unique_topic("p-too-large-fail");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "on_bad_record = \"fail\"",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("source-offset 120"), "{err}");
+    assert!(err.contains("max.message.bytes"), "{err}");
+    assert!(err.contains("on_bad_record"), "{err}");
+}
+
+/// The producer caps batches at the topic's `max.message.bytes`, read with a DescribeConfigs
+/// request of our own: the real broker must understand it and give its default (1,048,588).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_topic_batch_limit_is_read_from_the_broker() {
+    let topic = unique_topic("p-limit");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    let mut kafka = factorypal::settings::Settings::default().kafka;
+    kafka.bootstrap = bootstrap();
+    let limit = factorypal::kafka::topic_config::describe(
+        &kafka,
+        &topic,
+        factorypal::kafka::topic_config::MAX_MESSAGE_BYTES,
+    )
+    .await
+    .unwrap();
+    assert_eq!(limit.as_deref(), Some("1048588"));
+    // A topic that does not exist is an error that names it, not a limit.
+    let missing = unique_topic("p-limit-missing");
+    let error = factorypal::kafka::topic_config::describe(&kafka, &missing, "max.message.bytes")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains(&missing), "{error}");
 }

@@ -77,7 +77,7 @@ pub async fn fetch(
     })
 }
 
-async fn exchange(broker: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(super) async fn exchange(broker: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(broker).await?;
     stream.write_all(request).await?;
     let len = stream.read_i32().await?;
@@ -112,7 +112,7 @@ fn encode_request(client_id: &str, topics: Option<&[String]>) -> Vec<u8> {
     framed
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+pub(super) fn put_string(buf: &mut BytesMut, s: &str) {
     let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
     buf.put_i16(bytes.len() as i16);
     buf.put_slice(bytes);
@@ -160,7 +160,7 @@ fn decode_response(mut buf: &[u8]) -> Result<Metadata, String> {
     Ok(Metadata { brokers, topics })
 }
 
-fn need(r: &[u8], n: usize) -> Result<(), String> {
+pub(super) fn need(r: &[u8], n: usize) -> Result<(), String> {
     if r.remaining() < n {
         Err("response ended early".into())
     } else {
@@ -168,22 +168,22 @@ fn need(r: &[u8], n: usize) -> Result<(), String> {
     }
 }
 
-fn i8_(r: &mut &[u8]) -> Result<i8, String> {
+pub(super) fn i8_(r: &mut &[u8]) -> Result<i8, String> {
     need(r, 1)?;
     Ok(r.get_i8())
 }
 
-fn i16_(r: &mut &[u8]) -> Result<i16, String> {
+pub(super) fn i16_(r: &mut &[u8]) -> Result<i16, String> {
     need(r, 2)?;
     Ok(r.get_i16())
 }
 
-fn i32_(r: &mut &[u8]) -> Result<i32, String> {
+pub(super) fn i32_(r: &mut &[u8]) -> Result<i32, String> {
     need(r, 4)?;
     Ok(r.get_i32())
 }
 
-fn string(r: &mut &[u8]) -> Result<Option<String>, String> {
+pub(super) fn string(r: &mut &[u8]) -> Result<Option<String>, String> {
     let len = i16_(r)?;
     if len < 0 {
         return Ok(None);
@@ -195,7 +195,7 @@ fn string(r: &mut &[u8]) -> Result<Option<String>, String> {
     Ok(Some(s))
 }
 
-fn array<T>(
+pub(super) fn array<T>(
     r: &mut &[u8],
     mut item: impl FnMut(&mut &[u8]) -> Result<T, String>,
 ) -> Result<Vec<T>, String> {

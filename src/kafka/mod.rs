@@ -3,6 +3,7 @@
 
 pub mod metadata;
 pub mod partitioner;
+pub mod topic_config;
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,6 +50,12 @@ pub enum KafkaError {
     },
     #[error("metadata request to {broker} failed: {reason}")]
     Metadata { broker: String, reason: String },
+    #[error("describing the configuration of topic {topic:?} at {broker} failed: {reason}")]
+    DescribeConfigs {
+        topic: String,
+        broker: String,
+        reason: String,
+    },
 }
 
 /// Checks a topic name against Kafka's rules before any network call.

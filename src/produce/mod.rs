@@ -10,6 +10,7 @@ mod progress;
 pub mod record;
 pub mod resume;
 mod source;
+mod window;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use record::{BadRecord, HEADER_SOURCE, HEADER_SOURCE_OFFSET, Prepared, RecordShaper};
@@ -33,6 +34,7 @@ use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
 use crate::settings::{BadRecordPolicy, CompressionCodec, Settings, SourceSettings};
 use crate::status::{RunState, SourceCounters, Status, TopicStatus};
 use resume::ResumePoint;
+use window::Window;
 use writer::{PartitionWriter, WriterContext};
 
 /// Records queued per partition between the reader and its writer: a little more than one
@@ -467,11 +469,12 @@ async fn produce_source_inner(
         .map_err(setup_error)?;
         clients.push(client);
     }
-    let window = producer.max_pending_records;
+    // The window spans this many stream offsets; `--resume` looks back as far.
+    let window_span = producer.max_pending_records as u64;
     let point = if resume {
         let what = format!("looking up what {} already holds", source.topic);
         let point = retrying(settings, &what, || {
-            resume::find(&clients, &source.name, window as u64, request_timeout)
+            resume::find(&clients, &source.name, window_span, request_timeout)
         })
         .await
         .map_err(setup_error)?;
@@ -499,18 +502,21 @@ async fn produce_source_inner(
     for (partition, &end) in point.log_ends.iter().enumerate() {
         topic.observe_latest(partition as i32, end);
     }
-    let window_permits = Arc::new(Semaphore::new(window));
+    let window = Arc::new(Window::new(window_span));
+    let batch_limit = batch_limit(settings, &source.name, &source.topic).await;
     let context = Arc::new(WriterContext {
         source_name: source.name.clone(),
         topic: source.topic.clone(),
         compression: compression(producer.compression),
         linger: producer.linger(),
         batch_max_bytes: producer.batch_max_bytes,
+        batch_limit,
         retry: producer.retry_policy(),
+        on_bad_record: producer.on_bad_record,
         request_timeout,
         stats: Arc::clone(stats),
         topic_status: Arc::clone(topic),
-        window: Arc::clone(&window_permits),
+        window: Arc::clone(&window),
     });
     // A writer that fails stops the reader through this token.
     let writer_failed = CancellationToken::new();
@@ -570,11 +576,10 @@ async fn produce_source_inner(
             stats.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let permit = tokio::select! {
+        tokio::select! {
             _ = writer_failed.cancelled() => break Ok(()),
-            permit = window_permits.acquire() => permit.expect("never closed"),
-        };
-        permit.forget(); // given back by the writer on acknowledgement
+            () = window.acquire(record.offset) => {} // the writer acknowledges it
+        }
         let partition = record.partition as usize;
         if queues[partition].send(record).await.is_err() {
             break Ok(()); // the writer stopped; its error is collected below
@@ -593,6 +598,33 @@ async fn produce_source_inner(
         None => Ok(()),
     }
 }
+
+/// The largest batch `topic` accepts, from its `max.message.bytes` less a batch's own header,
+/// so batches are capped below it rather than refused and split. If the broker does not say
+/// (an old broker, no permission to describe configs), there is no cap and a refused batch is
+/// split (see [`writer`]).
+async fn batch_limit(settings: &Settings, source_name: &str, topic: &str) -> usize {
+    let described = crate::kafka::topic_config::describe(
+        &settings.kafka,
+        topic,
+        crate::kafka::topic_config::MAX_MESSAGE_BYTES,
+    )
+    .await;
+    match described.map(|v| v.and_then(|v| v.parse::<usize>().ok())) {
+        Ok(Some(limit)) => {
+            tracing::debug!(source = %source_name, %topic, max_message_bytes = limit, "batch limit");
+            limit.saturating_sub(BATCH_HEADER_BYTES).max(1)
+        }
+        Ok(None) => usize::MAX,
+        Err(error) => {
+            tracing::warn!(source = %source_name, %topic, %error, "cannot read the topic's max.message.bytes; batches the broker refuses as too large will be split");
+            usize::MAX
+        }
+    }
+}
+
+/// A record batch's header (v2 format), beyond its records.
+const BATCH_HEADER_BYTES: usize = 61;
 
 /// A setup call (partition leader, offsets, the resume look-up) retried while the broker
 /// settles, e.g. a new topic's leader election or a broker that is restarting.

@@ -30,6 +30,12 @@ pub enum BadRecord {
     MissingKey(String),
     #[error("key field `{field}` is {found}; a key must be a string, number or boolean")]
     BadKey { field: String, found: &'static str },
+    /// Found only when writing: the broker refused the record alone (`MessageTooLarge`), so
+    /// no attempt can ever write it.
+    #[error(
+        "{bytes} bytes, more than topic {topic:?} accepts (its max.message.bytes; raise it to keep such records)"
+    )]
+    TooLarge { bytes: usize, topic: String },
 }
 
 /// A record ready for its partition.

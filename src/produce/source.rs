@@ -1,5 +1,10 @@
 //! Reads one NDJSON stream over HTTP, line by line with each line's 0-based offset, and when the
 //! connection drops, reconnects at `?offset=N` (the first line not yet read) with backoff.
+//!
+//! Every line of the format ends in `\n`, so a body that ends after a partial line was cut,
+//! whatever HTTP says: a close-delimited response (no `Content-Length`, not chunked, as some
+//! gateways send) that loses its connection looks like a clean end to HTTP. Such an end is a
+//! drop like any other, and the partial line is read again after reconnecting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +111,10 @@ pub struct NdjsonReader {
     body: Option<Incoming>,
     buf: BytesMut,
     ended: bool,
+    /// No complete line yet on this connection: the first one ends the outage, if any. A
+    /// connection that never delivers a whole line is no recovery (e.g. one cut mid-line
+    /// every time), so its failures add up to the retry deadline.
+    awaiting_first_line: bool,
     retry: Retry,
     idle_timeout: Duration,
     shutdown: CancellationToken,
@@ -129,6 +138,7 @@ impl NdjsonReader {
             body: None,
             buf: BytesMut::with_capacity(64 * 1024),
             ended: false,
+            awaiting_first_line: false,
             retry: Retry::new(retry),
             idle_timeout,
             shutdown,
@@ -147,15 +157,25 @@ impl NdjsonReader {
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
                 let line = self.buf.split_to(pos + 1).freeze().slice(..pos);
+                self.made_progress();
                 if let Some(line) = self.take(line) {
                     return Ok(Some(line));
                 }
                 continue;
             }
             if self.ended {
-                // A clean end: a last line without its newline is still complete.
-                let rest = self.buf.split().freeze();
-                return Ok(self.take(rest));
+                if self.buf.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(None);
+                }
+                // Every line ends in `\n`: this body was cut mid-line, not complete.
+                let why = format!(
+                    "the stream ended inside the line at source-offset {} ({} bytes without their closing newline)",
+                    self.next_offset,
+                    self.buf.len()
+                );
+                self.ended = false;
+                self.dropped(&why).await?;
+                continue;
             }
             if self.body.is_none() && !self.connect().await? {
                 return Ok(None);
@@ -169,10 +189,6 @@ impl NdjsonReader {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);
-                        self.retry.succeeded();
-                        if let Some(counters) = &self.counters {
-                            counters.trouble.recovered();
-                        }
                     }
                 }
                 Ok(None) => self.ended = true,
@@ -184,6 +200,16 @@ impl NdjsonReader {
                     );
                     self.dropped(&why).await?
                 }
+            }
+        }
+    }
+
+    /// A complete line arrived: the first on a connection ends the current outage.
+    fn made_progress(&mut self) {
+        if std::mem::take(&mut self.awaiting_first_line) {
+            self.retry.succeeded();
+            if let Some(counters) = &self.counters {
+                counters.trouble.recovered();
             }
         }
     }
@@ -238,6 +264,7 @@ impl NdjsonReader {
             let error = match attempt {
                 Ok(Ok(response)) if response.status() == 200 => {
                     self.body = Some(response.into_body());
+                    self.awaiting_first_line = true;
                     return Ok(true);
                 }
                 Ok(Ok(response)) if response.status().is_client_error() => {

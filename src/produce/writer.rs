@@ -6,12 +6,19 @@
 //! retries: with two, a failed first batch retried after a successful second would invert
 //! them, and rskafka has no idempotent producer to sort that out.
 //!
+//! A batch the broker refuses as too large (`MessageTooLarge`: the topic's `max.message.bytes`
+//! applies to a whole batch) is split in halves, sent in order, until the pieces fit; a record
+//! refused on its own can never be written and is a bad record for `producer.on_bad_record`
+//! (counted, logged with its source-offset and size, skipped; or the producer stops), never a
+//! halt of the whole source. It leaves the window like an acknowledged record: `--resume`
+//! treats it like any bad record (see [`super::resume`]).
+//!
 //! Before a retry the writer reads what reached the partition since its last acknowledged
 //! batch and drops the records already there (matched by the `source`/`source-offset`
 //! headers): a produce request that failed on the way back (timeout, broken connection) may
 //! still have been written, and must not be written again.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -19,12 +26,14 @@ use std::time::{Duration, SystemTime};
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::ProduceError;
-use super::record::Prepared;
+use super::record::{BadRecord, Prepared};
 use super::resume::{bounded, read_source_offsets};
+use super::window::Window;
 use crate::backoff::{Retry, RetryPolicy};
+use crate::settings::BadRecordPolicy;
 use crate::status::{SourceCounters, TopicStatus};
 
 /// What every partition writer of one source shares.
@@ -35,15 +44,21 @@ pub struct WriterContext {
     pub compression: Compression,
     pub linger: Duration,
     pub batch_max_bytes: usize,
+    /// The most a batch may hold (estimated), from the topic's `max.message.bytes`: the
+    /// broker refuses a larger batch whole. A record alone above it still goes alone, and
+    /// the broker's answer decides (compression may make it fit).
+    pub batch_limit: usize,
     pub retry: RetryPolicy,
+    /// What a record the broker can never accept (too large) does: skip or stop.
+    pub on_bad_record: BadRecordPolicy,
     /// Bounds each produce/fetch request, so a broker that accepts and never answers is
     /// retried rather than waited on forever.
     pub request_timeout: Duration,
     pub stats: Arc<SourceCounters>,
     pub topic_status: Arc<TopicStatus>,
-    /// The source's window of unacknowledged records: one permit per record, given back here
-    /// once the broker acknowledged it.
-    pub window: Arc<Semaphore>,
+    /// The source's window of unacknowledged records: the reader acquires each record's
+    /// offset, the writer acknowledges it here once the broker has it.
+    pub window: Arc<Window>,
 }
 
 pub struct PartitionWriter {
@@ -65,10 +80,18 @@ impl PartitionWriter {
 
     /// Writes everything `records` yields, in order, until the channel closes.
     pub async fn run(mut self, mut records: mpsc::Receiver<Prepared>) -> Result<(), ProduceError> {
-        let mut batch: Vec<Prepared> = Vec::new();
-        while let Some(first) = records.recv().await {
+        // A record that would have pushed the batch past the topic's limit starts the next one.
+        let mut carried: Option<Prepared> = None;
+        loop {
+            let first = match carried.take() {
+                Some(record) => record,
+                None => match records.recv().await {
+                    Some(record) => record,
+                    None => break,
+                },
+            };
             let mut bytes = first.approximate_size();
-            batch.push(first);
+            let mut batch = vec![first];
             let linger_until = tokio::time::Instant::now() + self.ctx.linger;
             while bytes < self.ctx.batch_max_bytes {
                 let next = match records.try_recv() {
@@ -83,18 +106,70 @@ impl PartitionWriter {
                     }
                 };
                 let Some(record) = next else { break };
+                if bytes + record.approximate_size() > self.ctx.batch_limit {
+                    carried = Some(record);
+                    break;
+                }
                 bytes += record.approximate_size();
                 batch.push(record);
             }
-            self.send(&mut batch, bytes).await?;
-            batch.clear();
+            self.write(batch).await?;
         }
         Ok(())
     }
 
-    /// Produces one batch, retrying until it is acknowledged or the retry deadline passes.
-    async fn send(&mut self, batch: &mut Vec<Prepared>, bytes: usize) -> Result<(), ProduceError> {
+    /// Writes `batch` in order, splitting it while the broker finds it too large.
+    async fn write(&mut self, batch: Vec<Prepared>) -> Result<(), ProduceError> {
+        let mut pieces = VecDeque::from([batch]);
+        while let Some(mut piece) = pieces.pop_front() {
+            match self.send(&mut piece).await? {
+                Sent::Written => {}
+                Sent::TooLarge if piece.len() > 1 => {
+                    let second = piece.split_off(piece.len() / 2);
+                    pieces.push_front(second);
+                    pieces.push_front(piece);
+                }
+                Sent::TooLarge => self.too_large(&piece[0])?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A record the broker refuses on its own: a bad record, never written.
+    fn too_large(&self, record: &Prepared) -> Result<(), ProduceError> {
+        let bytes = record.approximate_size();
+        let reason = BadRecord::TooLarge {
+            bytes,
+            topic: self.ctx.topic.clone(),
+        };
+        self.ctx.stats.bad.fetch_add(1, Ordering::Relaxed);
+        self.ctx.window.ack([record.offset]);
+        if self.ctx.on_bad_record == BadRecordPolicy::Fail {
+            return Err(ProduceError::BadRecord {
+                source_name: self.ctx.source_name.clone(),
+                offset: record.offset,
+                reason,
+            });
+        }
+        tracing::warn!(
+            source = %self.ctx.source_name,
+            source_offset = record.offset,
+            bytes,
+            topic = %self.ctx.topic,
+            partition = self.client.partition(),
+            reason = %reason,
+            "bad record skipped: the broker refuses it as too large"
+        );
+        Ok(())
+    }
+
+    /// Produces one batch, retrying until it is acknowledged or the retry deadline passes;
+    /// `TooLarge` (nothing written) if the broker refuses it for its size.
+    async fn send(&mut self, batch: &mut Vec<Prepared>) -> Result<Sent, ProduceError> {
         let count = batch.len();
+        let bytes: usize = batch.iter().map(Prepared::approximate_size).sum();
+        // Taken now: a retry may drop records that landed anyway, and those are settled too.
+        let offsets: Vec<u64> = batch.iter().map(|p| p.offset).collect();
         let value_bytes: usize = batch.iter().map(|p| p.value.len()).sum();
         let mut retry = Retry::new(self.ctx.retry);
         // After a failed attempt, every retry is preceded by a look at what landed.
@@ -127,6 +202,10 @@ impl PartitionWriter {
                     }
                     break;
                 }
+                Ok(Err(error)) if too_large(&error) => {
+                    self.settle_landed(&offsets, batch);
+                    return Ok(Sent::TooLarge);
+                }
                 Ok(Err(error)) if !retriable(&error) => {
                     return Err(ProduceError::Rejected {
                         source_name: self.ctx.source_name.clone(),
@@ -155,8 +234,25 @@ impl PartitionWriter {
         self.ctx
             .topic_status
             .observe_latest(self.client.partition(), self.log_end);
-        self.ctx.window.add_permits(count);
-        Ok(())
+        self.ctx.window.ack(offsets);
+        Ok(Sent::Written)
+    }
+
+    /// Before a refused batch goes back to be split: records of it that an earlier failed
+    /// attempt had written anyway (dropped from `batch` by [`Self::drop_landed`]) are done.
+    /// (A batch is written whole or not at all, so this is a safeguard, not a path in use.)
+    fn settle_landed(&self, offsets: &[u64], batch: &[Prepared]) {
+        let left: HashSet<u64> = batch.iter().map(|p| p.offset).collect();
+        let landed: Vec<u64> = offsets
+            .iter()
+            .copied()
+            .filter(|o| !left.contains(o))
+            .collect();
+        let stats = &self.ctx.stats;
+        stats
+            .records
+            .fetch_add(landed.len() as u64, Ordering::Relaxed);
+        self.ctx.window.ack(landed);
     }
 
     async fn wait(&self, retry: &mut Retry, what: &str, error: &str) -> Result<(), ProduceError> {
@@ -224,6 +320,26 @@ impl PartitionWriter {
         self.log_end = end;
         Ok(())
     }
+}
+
+/// How a batch fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Acknowledged (or found already written after a failed attempt).
+    Written,
+    /// Refused whole for its size; nothing of it was written.
+    TooLarge,
+}
+
+/// The broker refuses the batch for its size (`max.message.bytes`, or the segment size).
+fn too_large(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::ServerError {
+            protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
+            ..
+        }
+    )
 }
 
 /// Errors that another attempt cannot fix: the request itself is unacceptable.
