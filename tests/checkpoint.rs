@@ -88,9 +88,11 @@ fn a_second_consumer_of_a_checkpoint_exits_at_once_naming_the_first() {
 
     // Another batch size, as in the reproduced corruption; then an overlapping partition
     // selection with its own checkpoint.
+    // Another checkpoint for the same output is caught by the output's partition lock.
     for args in [
         &["--max-offsets-per-trigger", "70"][..],
         &["--partitions", "0"][..],
+        &["--checkpoint", "elsewhere"][..],
     ] {
         let mut all = vec!["--topics", topic.as_str(), "--trigger", "available-now"];
         all.extend(args);
@@ -260,6 +262,20 @@ fn output_its_checkpoint_does_not_account_for_is_refused_until_overwritten() {
     let out = run(&overwrite);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(files(&topic_dir).len(), 5, "3000 records in batches of 700");
+    assert_eq!(ids(&topic_dir), range(0, 3000));
+
+    // Another consumer's files (here: of all partitions) are not this one's to delete, not
+    // even with --overwrite: their checkpoint still counts them.
+    let mut other = batches("700").to_vec();
+    other.extend(["--partitions", "0", "--overwrite"].map(String::from));
+    let out = run(&other);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another consumer"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files(&topic_dir).len(), 5);
     assert_eq!(ids(&topic_dir), range(0, 3000));
 }
 

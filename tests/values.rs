@@ -93,7 +93,7 @@ fn hard_floats_and_timestamps_arrive_bit_for_bit() {
 
 #[test]
 fn values_out_of_range_for_their_column_are_bad_records_with_a_reason() {
-    let cases: [(&str, &str); 10] = [
+    let cases: [(&str, &str); 12] = [
         (r#"{"id": 1, "f32": 3.5e38}"#, "too large for float32"),
         (r#"{"id": 2, "f32": 1e-50}"#, "too small for float32"),
         (r#"{"id": 3, "f64": 1e400}"#, "too large for float64"),
@@ -113,6 +113,12 @@ fn values_out_of_range_for_their_column_are_bad_records_with_a_reason() {
             "field `ts` should be a timestamp",
         ),
         (r#"{"id": 10, "i32": 1.5}"#, "fractional"),
+        // An exponent at the end of i64: no overflow, no wrap-around to 1970.
+        (
+            r#"{"id": 11, "ts": 1e9223372036854775801}"#,
+            "outside the years 0001 to 9999",
+        ),
+        (r#"{"id": 12, "i32": 1e3}"#, "exponent form"),
     ];
     let good = [
         r#"{"id": 100, "f32": 3.4028234e38, "f64": 1.7976931348623157e308, "i32": -2147483648, "ts": 253402300799.999999}"#,
@@ -126,7 +132,7 @@ fn values_out_of_range_for_their_column_are_bad_records_with_a_reason() {
     let out = consume_all(dir.path(), &topic);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("2 rows in 1 batches, 1 files, 10 bad records"),
+        stdout(&out).contains("2 rows in 1 batches, 1 files, 12 bad records"),
         "{}",
         stdout(&out)
     );

@@ -100,9 +100,11 @@ fn round_half_even(n: i128, d: i128) -> i128 {
 fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
     let integral = !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
     match ty {
-        ColumnType::Int32 | ColumnType::Int64 if !integral => {
-            Err(format!("the fractional number {raw}"))
-        }
+        ColumnType::Int32 | ColumnType::Int64 if !integral => Err(if raw.contains('.') {
+            format!("the fractional number {raw}")
+        } else {
+            format!("the number {raw} in exponent form (write integers as digits)")
+        }),
         ColumnType::Int32 => match raw.parse::<i32>() {
             Ok(v) => Ok(Cell::Int(v.into())),
             Err(_) => Err(format!("{raw}, outside int32")),
@@ -149,35 +151,35 @@ fn significand(raw: &str) -> &str {
 /// decimal, rounding below a microsecond to the nearest (ties to even). `None` when it is far
 /// outside any timestamp range.
 fn decimal_seconds_to_micros(raw: &str) -> Option<i128> {
+    /// More digits of microseconds than this is far beyond year 9999 (20 digits ≈ 3e12 years).
+    const MAX_DIGITS: i64 = 20;
     let (negative, unsigned) = match raw.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, raw),
     };
-    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i64>().ok()?),
-        None => (unsigned, 0),
-    };
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    // value = digits × 10^(scale - 6) seconds = digits × 10^scale microseconds.
     let digits = format!("{whole}{fraction}");
     let digits = digits.trim_start_matches('0');
-    let scale = exponent
-        .checked_add(6)?
-        .checked_sub(fraction.len() as i64)?;
-    let magnitude = if digits.is_empty() {
-        0
-    } else if scale >= 0 {
-        // More than 20 digits of microseconds is far beyond year 9999.
-        if digits.len() as i64 + scale > 20 {
-            return None;
-        }
+    if digits.is_empty() {
+        return Some(0); // zero, whatever its exponent
+    }
+    // value = digits × 10^scale microseconds, scale = exponent + 6 − fraction digits. An
+    // exponent too large for i64 is far outside the range one way (or rounds to 0 the other).
+    let scale = match exponent.parse::<i64>() {
+        Ok(e) => e.saturating_add(6).saturating_sub(fraction.len() as i64),
+        Err(_) if exponent.starts_with('-') => return Some(0),
+        Err(_) => return None,
+    };
+    // Digits kept before the point; saturating, so a huge exponent cannot wrap around.
+    let kept = (digits.len() as i64).saturating_add(scale);
+    if kept > MAX_DIGITS {
+        return None;
+    }
+    let magnitude = if scale >= 0 {
         digits.parse::<i128>().ok()? * 10i128.pow(scale as u32)
     } else {
-        let cut = digits.len() as i64 + scale; // digits kept before the decimal point
-        if cut > 20 {
-            return None;
-        }
-        round_digits_half_even(digits, cut)
+        round_digits_half_even(digits, kept)
     };
     Some(if negative { -magnitude } else { magnitude })
 }
@@ -233,7 +235,15 @@ mod tests {
         assert_eq!(micros("-0.0000025"), Some(-2));
         assert_eq!(micros("0.000000"), Some(0));
         assert_eq!(micros("9e300"), None);
-        assert_eq!(micros("1e-99999999999999999999"), None);
+        assert_eq!(micros("1E+2"), Some(100_000_000));
+        assert_eq!(micros("-0"), Some(0));
+        // Exponents at and beyond i64's end: no overflow, no wrap-around to 1970.
+        assert_eq!(micros("1e9223372036854775801"), None);
+        assert_eq!(micros("1.5e9223372036854775802"), None);
+        assert_eq!(micros("1e99999999999999999999"), None);
+        assert_eq!(micros("1e-9223372036854775808"), Some(0));
+        assert_eq!(micros("1e-99999999999999999999"), Some(0));
+        assert_eq!(micros("0e99999999999999999999"), Some(0));
     }
 
     #[test]
@@ -291,6 +301,7 @@ mod tests {
                 .contains("outside int64")
         );
         assert!(int64("1.0").unwrap_err().contains("fractional"));
+        assert!(int64("1e3").unwrap_err().contains("exponent form"));
     }
 
     #[test]

@@ -305,7 +305,9 @@ async fn consume_topic(
             writer = execute(&job, writer, &plan, &mut next, &mut summary).await?;
             batch = plan.batch + 1;
         } else {
-            // Skipped for lost data: the batch number is planned afresh below.
+            // Its records are gone: what its attempt wrote goes too, and the batch number is
+            // planned afresh below.
+            writer = discard_attempt(writer, plan.batch).await?;
             batch = plan.batch;
         }
     }
@@ -390,6 +392,17 @@ async fn recover(
     })
     .await
     .expect("checkpoint recovery panicked")
+}
+
+/// Removes what an abandoned attempt of `batch` wrote (the sink's replay clean-up), on a
+/// blocking thread; the writer goes in and comes back.
+async fn discard_attempt(mut writer: BatchWriter, batch: u64) -> Result<BatchWriter, ConsumeError> {
+    tokio::task::spawn_blocking(move || match writer.sink.begin(batch) {
+        Ok(()) => Ok(writer),
+        Err(e) => Err(writer.sink_error(e)),
+    })
+    .await
+    .expect("sink clean-up panicked")
 }
 
 /// Whether an unfinished batch's ranges can still be read as planned. Records gone from
@@ -790,10 +803,10 @@ impl RangeFetch {
                     if latest < offset {
                         // The topic changed under a planned batch (re-created): nothing to
                         // retry. A rerun replays the plan and applies consumer.on_data_loss.
-                        return Err(ConsumeError::PastEnd {
+                        return Err(ConsumeError::TopicChanged {
                             topic: topic.to_string(),
                             partition,
-                            next: offset,
+                            offset,
                             earliest,
                             latest,
                         });

@@ -1,6 +1,6 @@
-//! One consumer per checkpoint, and per partition of a checkpoint root: two consumers writing
-//! the same records into one output would duplicate some and, replaying each other's batches,
-//! delete others. Each holds an exclusive `flock` for the life of its topic job; a second one
+//! One consumer per checkpoint, and per partition of an output: two consumers writing the same
+//! records into one output would duplicate some and, replaying each other's batches, delete
+//! others. Each holds an exclusive `flock` for the life of its topic job; a second one
 //! fails at once naming the holder's PID and the lock file. The kernel drops the lock when the
 //! holder dies, however it dies, so a crash never leaves a stale lock behind.
 
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "{what} is in use by another consumer ({holder}, lock file {path}): two consumers there would write records twice; stop the other one, or give this one its own --output or --checkpoint"
+        "{what} is in use by another consumer ({holder}, lock file {path}): two consumers there would write records twice; stop the other one, or give this one its own --output"
     )]
     Held {
         what: String,
@@ -33,17 +33,28 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    /// Locks the checkpoint directory `dir` (its file `lock`) and, in `root` beside it, each of
-    /// `partitions` (`partition-<p>.lock`), so consumers whose partition selections overlap
-    /// (`--partitions 0,1` and `--instance 0/2`) cannot share an output either.
-    pub fn acquire(root: &Path, dir: &Path, partitions: &[i32]) -> Result<Self, LockError> {
-        let mut files = vec![lock(
-            &dir.join("lock"),
-            format!("checkpoint {}", dir.display()),
-        )?];
+    /// Locks the checkpoint directory `checkpoint` (its file `lock`) and each of `partitions`
+    /// of the topic's output directory `output` (`_locks/partition-<p>.lock`), so neither two
+    /// consumers of one checkpoint, nor two whose partition selections overlap in one output
+    /// (`--partitions 0,1` and `--instance 0/2`, or another `--checkpoint`), can run at once.
+    pub fn acquire(
+        checkpoint: &Path,
+        output: &Path,
+        partitions: &[i32],
+    ) -> Result<Self, LockError> {
+        let what = format!("checkpoint {}", checkpoint.display());
+        let mut files = vec![lock(&checkpoint.join("lock"), what)?];
+        let dir = output.join("_locks");
+        std::fs::create_dir_all(&dir).map_err(|source| LockError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         for p in partitions {
-            let path = root.join(format!("partition-{p}.lock"));
-            files.push(lock(&path, format!("partition {p} of {}", root.display()))?);
+            let path = dir.join(format!("partition-{p}.lock"));
+            files.push(lock(
+                &path,
+                format!("partition {p} of {}", output.display()),
+            )?);
         }
         Ok(Self { _files: files })
     }
@@ -95,8 +106,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("all");
         std::fs::create_dir_all(&dir).unwrap();
-        let first = Ownership::acquire(root.path(), &dir, &[0, 1]).unwrap();
-        let err = Ownership::acquire(root.path(), &dir, &[0, 1]).unwrap_err();
+        let first = Ownership::acquire(&dir, root.path(), &[0, 1]).unwrap();
+        let err = Ownership::acquire(&dir, root.path(), &[0, 1]).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains(&format!("PID {}", std::process::id())),
@@ -106,9 +117,9 @@ mod tests {
         // Another checkpoint, but an overlapping partition.
         let other = root.path().join("p1-2");
         std::fs::create_dir_all(&other).unwrap();
-        let err = Ownership::acquire(root.path(), &other, &[1, 2]).unwrap_err();
+        let err = Ownership::acquire(&other, root.path(), &[1, 2]).unwrap_err();
         assert!(err.to_string().contains("partition 1"), "{err}");
         drop(first);
-        Ownership::acquire(root.path(), &dir, &[0, 1]).unwrap();
+        Ownership::acquire(&dir, root.path(), &[0, 1]).unwrap();
     }
 }

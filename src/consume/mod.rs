@@ -175,6 +175,16 @@ pub enum ConsumeError {
         latest: i64,
     },
     #[error(
+        "topic {topic}, partition {partition}: the partition now ends below offset {offset} of a planned batch (the broker has offsets {earliest}..{latest}): the topic was deleted and re-created while it was consumed; run again: the unfinished batch is then checked against consumer.on_data_loss"
+    )]
+    TopicChanged {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        earliest: i64,
+        latest: i64,
+    },
+    #[error(
         "topic {topic}, partition {partition}: offsets {from}..{to} no longer exist (retention removed them before they were consumed); set consumer.on_data_loss = \"skip\" to continue from offset {to}"
     )]
     DataLoss {
@@ -417,12 +427,13 @@ fn job(
                 })?;
             // Locked before the sink touches the output (it clears its temporaries).
             let owned: Vec<i32> = partitions.iter().map(|c| c.partition()).collect();
-            let lock = Ownership::acquire(&root, checkpoint.dir(), &owned).map_err(|source| {
-                ConsumeError::Lock {
-                    topic: topic.to_string(),
-                    source,
-                }
-            })?;
+            let lock =
+                Ownership::acquire(checkpoint.dir(), &topic_dir, &owned).map_err(|source| {
+                    ConsumeError::Lock {
+                        topic: topic.to_string(),
+                        source,
+                    }
+                })?;
             let sink = ParquetSink::new(topic_dir.clone(), suffix.clone(), consumer.compression)
                 .map_err(|source| ConsumeError::Sink {
                     topic: topic.to_string(),

@@ -12,6 +12,11 @@
 //! only the planned batch 0; with no checkpoint at all, nothing. Anything more refuses to
 //! start, naming the two ways out: a new output directory, or `--overwrite`, which deletes this
 //! consumer's earlier output, bad records and checkpoint first.
+//!
+//! Files of another consumer whose partitions overlap this one's (one of the two consumed all
+//! partitions) are not this consumer's to delete, even with `--overwrite`: the other's
+//! checkpoint still counts them as committed. Without a checkpoint of its own, their presence
+//! refuses the start too.
 
 use std::path::{Path, PathBuf};
 
@@ -45,7 +50,12 @@ impl Reconcile {
             source,
         };
         if self.overwrite {
-            let files = sink.existing().map_err(sink_error)?;
+            let files: Vec<ExistingFile> = sink
+                .existing()
+                .map_err(sink_error)?
+                .into_iter()
+                .filter(|f| f.own)
+                .collect();
             let bad = self.bad_record_files().map_err(sink_error)?;
             tracing::warn!(topic = %self.topic, data_files = files.len(), bad_record_files = bad.len(), checkpoint = %checkpoint.dir().display(), "--overwrite: deleting this consumer's earlier output and checkpoint; consuming starts over from consumer.starting_offsets");
             sink.remove(&files).map_err(sink_error)?;
@@ -76,32 +86,40 @@ impl Reconcile {
             (None, Some(plan)) => Some(plan.batch),
             (None, None) => None,
         };
-        let unaccounted: Vec<&ExistingFile> = existing
+        let mut unaccounted: Vec<&ExistingFile> = existing
             .iter()
             .filter(|f| match allowed {
                 None => true,
                 Some(limit) => f.own && f.batch > limit,
             })
             .collect();
+        // Another consumer's files first: for them --overwrite is no way out.
+        unaccounted.sort_by_key(|f| f.own);
         let Some(first) = unaccounted.first() else {
             return Ok(());
         };
-        let why = match (&recovered.last_commit, allowed) {
-            (_, None) => format!("there is no checkpoint at {}", checkpoint.display()),
-            (Some(commit), _) => format!(
-                "the checkpoint at {} ends at batch {}, the output holds batch {}",
-                checkpoint.display(),
-                commit.batch,
-                unaccounted
-                    .iter()
-                    .map(|f| f.batch)
-                    .max()
-                    .unwrap_or_default()
-            ),
-            (None, _) => format!(
-                "the checkpoint at {} has no commit yet",
-                checkpoint.display()
-            ),
+        let why = if !first.own {
+            "it was written by another consumer whose partitions overlap this one's; it is not \
+             this consumer's to delete, not even with --overwrite"
+                .to_string()
+        } else {
+            match (&recovered.last_commit, allowed) {
+                (_, None) => format!("there is no checkpoint at {}", checkpoint.display()),
+                (Some(commit), _) => format!(
+                    "the checkpoint at {} ends at batch {}, the output holds batch {}",
+                    checkpoint.display(),
+                    commit.batch,
+                    unaccounted
+                        .iter()
+                        .map(|f| f.batch)
+                        .max()
+                        .unwrap_or_default()
+                ),
+                (None, _) => format!(
+                    "the checkpoint at {} has no commit yet",
+                    checkpoint.display()
+                ),
+            }
         };
         Err(ConsumeError::UnaccountedOutput {
             topic: self.topic.clone(),

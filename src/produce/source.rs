@@ -157,8 +157,10 @@ impl NdjsonReader {
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
                 let line = self.buf.split_to(pos + 1).freeze().slice(..pos);
-                self.made_progress();
                 if let Some(line) = self.take(line) {
+                    // Only a record counts: keep-alive blank lines on a connection that is cut
+                    // inside the same line every time must not reset the retry deadline.
+                    self.made_progress();
                     return Ok(Some(line));
                 }
                 continue;
@@ -169,7 +171,7 @@ impl NdjsonReader {
                 }
                 // Every line ends in `\n`: this body was cut mid-line, not complete.
                 let why = format!(
-                    "the stream ended inside the line at source-offset {} ({} bytes without their closing newline)",
+                    "the stream ended inside the line at source-offset {} ({} bytes without their closing newline: the connection was cut, or the source does not end its last line with \\n)",
                     self.next_offset,
                     self.buf.len()
                 );
