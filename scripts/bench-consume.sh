@@ -71,6 +71,15 @@ if ! cmp -s "$reqs" "$venv/.requirements" 2>/dev/null && [[ "${BENCH_SKIP_SPARK:
   cp "$reqs" "$venv/.requirements"
 fi
 py="$venv/bin/python"
+if [[ "${BENCH_SKIP_SPARK:-0}" == 1 ]]; then
+  # Without Spark only pyarrow is needed (to count the rows written): the test suite's venv.
+  py="$repo/target/pyenv/bin/python"
+  if ! "$py" -c 'import pyarrow' >/dev/null 2>&1; then
+    log "installing pyarrow into $repo/target/pyenv"
+    python3 -m venv "$repo/target/pyenv"
+    "$py" -m pip install -q --disable-pip-version-check pyarrow >&2
+  fi
+fi
 
 spark_jars=""
 if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then

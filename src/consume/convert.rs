@@ -98,9 +98,10 @@ fn round_half_even(n: i128, d: i128) -> i128 {
 }
 
 fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
-    let integral = !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
+    // Only integer columns and timestamps care how the number is written.
+    let integral = || !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
     match ty {
-        ColumnType::Int32 | ColumnType::Int64 if !integral => Err(if raw.contains('.') {
+        ColumnType::Int32 | ColumnType::Int64 if !integral() => Err(if raw.contains('.') {
             format!("the fractional number {raw}")
         } else {
             format!("the number {raw} in exponent form (write integers as digits)")
@@ -122,7 +123,11 @@ fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
             finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float32")
                 .map(|()| Cell::Float(v.into()))
         }
-        ColumnType::Timestamp => decimal_seconds_to_micros(raw)
+        ColumnType::Timestamp => integral()
+            .then(|| raw.parse::<i64>().ok())
+            .flatten()
+            .map(|seconds| i128::from(seconds) * 1_000_000) // whole seconds: the common case
+            .or_else(|| decimal_seconds_to_micros(raw))
             .and_then(in_timestamp_range)
             .map(Cell::Int)
             .ok_or_else(|| format!("{raw}, {OUTSIDE_YEARS}")),

@@ -130,7 +130,20 @@ impl RowDecoder {
 
     /// Appends one row for `payload`, or returns why it is a bad record (and appends nothing).
     pub fn decode(&mut self, payload: &[u8]) -> Result<(), String> {
-        self.scratch.fill(Cell::Null);
+        // The scratch row is all null between calls: appending takes its cells out, and a bad
+        // record's partial row is cleared.
+        if let Err(reason) = self.parse_into_scratch(payload) {
+            self.scratch.fill(Cell::Null);
+            return Err(reason);
+        }
+        for (column, cell) in self.columns.iter_mut().zip(&mut self.scratch) {
+            column.append(std::mem::replace(cell, Cell::Null));
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn parse_into_scratch(&mut self, payload: &[u8]) -> Result<(), String> {
         // JSON is UTF-8 text; checked whole, since the parser skips unused fields unchecked.
         let payload = std::str::from_utf8(payload).map_err(|e| {
             format!(
@@ -149,13 +162,7 @@ impl RowDecoder {
             .map_err(|e| match e.classify() {
                 serde_json::error::Category::Data => strip_position(e.to_string()),
                 _ => format!("not valid JSON: {e}"),
-            })?;
-        for (column, cell) in self.columns.iter_mut().zip(self.scratch.drain(..)) {
-            column.append(cell);
-        }
-        self.scratch.resize(self.columns.len(), Cell::Null);
-        self.rows += 1;
-        Ok(())
+            })
     }
 
     /// The rows so far as one batch; the decoder starts empty again.
