@@ -98,22 +98,16 @@ fn round_half_even(n: i128, d: i128) -> i128 {
 }
 
 fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
-    // Only integer columns and timestamps care how the number is written.
-    let integral = || !raw.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
     match ty {
-        ColumnType::Int32 | ColumnType::Int64 if !integral() => Err(if raw.contains('.') {
-            format!("the fractional number {raw}")
-        } else {
-            format!("the number {raw} in exponent form (write integers as digits)")
-        }),
-        ColumnType::Int32 => match raw.parse::<i32>() {
-            Ok(v) => Ok(Cell::Int(v.into())),
-            Err(_) => Err(format!("{raw}, outside int32")),
-        },
-        ColumnType::Int64 => match raw.parse::<i64>() {
-            Ok(v) => Ok(Cell::Int(v)),
-            Err(_) => Err(format!("{raw}, outside int64")),
-        },
+        // Integers parse first; only a failure looks at how the number was written.
+        ColumnType::Int32 => raw
+            .parse::<i32>()
+            .map(|v| Cell::Int(v.into()))
+            .map_err(|_| not_an_integer(raw, "int32")),
+        ColumnType::Int64 => raw
+            .parse::<i64>()
+            .map(Cell::Int)
+            .map_err(|_| not_an_integer(raw, "int64")),
         ColumnType::Float64 => {
             let v: f64 = raw.parse().map_err(|_| format!("the number {raw}"))?;
             finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float64").map(|()| Cell::Float(v))
@@ -123,15 +117,26 @@ fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
             finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float32")
                 .map(|()| Cell::Float(v.into()))
         }
-        ColumnType::Timestamp => integral()
-            .then(|| raw.parse::<i64>().ok())
-            .flatten()
+        ColumnType::Timestamp => raw
+            .parse::<i64>()
+            .ok()
             .map(|seconds| i128::from(seconds) * 1_000_000) // whole seconds: the common case
             .or_else(|| decimal_seconds_to_micros(raw))
             .and_then(in_timestamp_range)
             .map(Cell::Int)
             .ok_or_else(|| format!("{raw}, {OUTSIDE_YEARS}")),
         ColumnType::Bool | ColumnType::String => Err(format!("the number {raw}")),
+    }
+}
+
+/// Why a JSON number that did not parse as an integer does not fit an integer column.
+fn not_an_integer(raw: &str, ty: &str) -> String {
+    if raw.contains('.') {
+        format!("the fractional number {raw}")
+    } else if raw.contains(['e', 'E']) {
+        format!("the number {raw} in exponent form (write integers as digits)")
+    } else {
+        format!("{raw}, outside {ty}")
     }
 }
 
