@@ -1025,6 +1025,80 @@ async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
     assert!(err.contains("on_bad_record"), "{err}");
 }
 
+/// Issue 7 with a topic of its own limit, set with Kafka's own tool: a 2 KiB
+/// `max.message.bytes`, uncompressed records of ~50 bytes gathering for a second (a batch of
+/// all of them would be ~100 KB), and one record that cannot fit at all. The producer reads
+/// the limit, keeps its batches below it, skips the one record as bad, and writes every
+/// other once, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_max_message_bytes_caps_batches_and_skips_only_what_cannot_fit() {
+    let topic = unique_topic("p-small-limit");
+    admin(&["create-topic", &topic, "--partitions", "1"]);
+    let limit = "2048";
+    common::kafka_tool(
+        "kafka.admin.ConfigCommand",
+        &[
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            &topic,
+            "--add-config",
+            &format!("max.message.bytes={limit}"),
+        ],
+    );
+    let mut kafka = factorypal::settings::Settings::default().kafka;
+    kafka.bootstrap = bootstrap();
+    let read = factorypal::kafka::topic_config::describe(
+        &kafka,
+        &topic,
+        factorypal::kafka::topic_config::MAX_MESSAGE_BYTES,
+    )
+    .await
+    .unwrap();
+    assert_eq!(read.as_deref(), Some(limit), "the limit Kafka's tool set");
+
+    let mut lines: Vec<String> = (0..2000)
+        .map(|i| format!(r#"{{"id":{},"val":{i}.25,"time":{i}}}"#, i % 7))
+        .collect();
+    lines[1500] = incompressible_line(5, 3000);
+    let api = line_server(lines.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        api,
+        &[("plant", "/x", &topic, Some("id"))],
+        "linger = 1.0\ncompression = \"none\"",
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["plant"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("plant: 1999 records"), "{summary}");
+    assert!(summary.contains("(1 bad"), "{summary}");
+    // Kept below the limit from the start: no batch of several records was refused.
+    assert!(!stderr(&out).contains("in halves"), "{}", stderr(&out));
+    let records = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || kcat_read(&bootstrap(), &topic)
+    })
+    .await
+    .unwrap();
+    let offsets: Vec<u64> = records.iter().map(KcatRecord::source_offset).collect();
+    let expected: Vec<u64> = (0..2000).filter(|&o| o != 1500).collect();
+    assert_eq!(
+        offsets, expected,
+        "every other record once, in stream order"
+    );
+    for r in &records {
+        assert_eq!(r.payload, lines[r.source_offset() as usize]);
+    }
+}
+
 /// The producer caps batches at the topic's `max.message.bytes`, read with a DescribeConfigs
 /// request of our own: the real broker must understand it and give its default (1,048,588).
 #[tokio::test(flavor = "multi_thread")]

@@ -125,6 +125,15 @@ impl PartitionWriter {
             match self.send(&mut piece).await? {
                 Sent::Written => {}
                 Sent::TooLarge if piece.len() > 1 => {
+                    // Batches are kept below the topic's max.message.bytes when it is known;
+                    // this is the fallback when it is not (or the broker counts otherwise).
+                    tracing::warn!(
+                        source = %self.ctx.source_name,
+                        topic = %self.ctx.topic,
+                        partition = self.client.partition(),
+                        records = piece.len(),
+                        "the broker refused a batch as too large; sending it in halves"
+                    );
                     let second = piece.split_off(piece.len() / 2);
                     pieces.push_front(second);
                     pieces.push_front(piece);

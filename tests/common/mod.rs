@@ -500,3 +500,35 @@ pub async fn survive_broker_restart(
     );
     broker
 }
+
+/// Runs one of Apache Kafka's own command-line tools (a class of the broker's jars, which
+/// `scripts/kafka-local.sh` downloaded) against the test broker, e.g. `kafka.admin.ConfigCommand`.
+pub fn kafka_tool(class: &str, args: &[&str]) -> Output {
+    let jars = std::env::var("KAFKA_JARS_DIR").unwrap_or_else(|_| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kafka-jars");
+        let version = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (start a broker with scripts/kafka-local.sh)",
+                    root.display()
+                )
+            })
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .max()
+            .expect("a Kafka version under target/kafka-jars");
+        version.display().to_string()
+    });
+    let out = run_with_timeout(
+        Command::new("java")
+            .arg("-cp")
+            .arg(format!("{jars}/*"))
+            .arg(class)
+            .args(["--bootstrap-server", &bootstrap()])
+            .args(args),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{class} {args:?}: {}", stderr(&out));
+    out
+}
