@@ -7,6 +7,10 @@
 # usage: scripts/bench-produce.sh [RECORDS]          (default 1000000)
 #   FACTORYPAL_BENCH_BOOTSTRAP=HOST:PORT  use a running broker instead of starting one
 #   BENCH_COMPRESSION=none|lz4|...        factorypal's codec (default: both none and lz4)
+#   BENCH_RUNS=N                          factorypal runs per codec (default 1), each to a new topic
+#   BENCH_SKIP_JAVA=1                     factorypal only
+#   FACTORYPAL_BIN=PATH                   measure this binary (not built here), e.g. an older
+#                                         build to compare with, interleaved by the caller
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,8 +20,12 @@ mkdir -p "$work"
 log() { printf 'bench-produce: %s\n' "$*" >&2; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-cargo build --release --locked --bin factorypal >&2
-bin="$PWD/target/release/factorypal"
+if [[ -n "${FACTORYPAL_BIN:-}" ]]; then
+  bin="$FACTORYPAL_BIN"
+else
+  cargo build --release --locked --bin factorypal >&2
+  bin="$PWD/target/release/factorypal"
+fi
 
 pids=()
 cleanup() {
@@ -34,7 +42,7 @@ else
   export KAFKA_PORT KAFKA_DIR
   bootstrap="$(scripts/kafka-local.sh start | tail -n 1)"
 fi
-tools_cp="$(scripts/kafka-local.sh tools-classpath)"
+[[ "${BENCH_SKIP_JAVA:-0}" == 1 ]] || tools_cp="$(scripts/kafka-local.sh tools-classpath)"
 
 data="$work/data-$records"
 if [[ ! -f "$data/metrics.json" ]]; then
@@ -51,7 +59,8 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 104857
 run_id="$(date +%s)"
 
 for codec in ${BENCH_COMPRESSION:-none lz4}; do
-  topic="bench-fp-$codec-$run_id"
+ for ((run = 1; run <= ${BENCH_RUNS:-1}; run++)); do
+  topic="bench-fp-$codec-$run_id-$run"
   "$bin" -q --bootstrap "$bootstrap" admin create-topic "$topic" --partitions 3 >/dev/null
   cat >"$work/c.toml" <<TOML
 [producer]
@@ -65,7 +74,9 @@ key = "id"
 TOML
   /usr/bin/time -f "%M" -o "$work/rss" "$bin" -q --config "$work/c.toml" --bootstrap "$bootstrap" produce metrics >"$work/summary"
   echo "factorypal produce (compression $codec): $(cat "$work/summary") | peak RSS $(( $(cat "$work/rss") / 1024 )) MB"
+ done
 done
+[[ "${BENCH_SKIP_JAVA:-0}" == 1 ]] && exit 0
 
 # Java twice: with its defaults, and with the batch size and codec factorypal uses.
 java_run() {

@@ -169,7 +169,7 @@ impl Default for ProducerSettings {
             compression: CompressionCodec::Lz4,
             linger: 0.005,
             batch_max_bytes: 512 * 1024,
-            max_pending_records: 20_000,
+            max_pending_records: 60_000,
             retry_initial_backoff: 0.1,
             retry_max_backoff: 5.0,
             retry_deadline: 120.0,

@@ -12,7 +12,7 @@
 //!
 //! It also bounds memory: at most `W` records are held at once.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -21,8 +21,31 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub struct Window {
     capacity: u64,
-    pending: Mutex<BTreeSet<u64>>,
+    state: Mutex<State>,
     freed: Notify,
+}
+
+/// Every offset below `base` is settled: acknowledged, or never acquired (a bad record, or
+/// one a resumed run skips). `settled[i]` says whether `base + i` is, up to the last offset
+/// acquired; the front is always unsettled, so `base` is the lowest pending offset. At most
+/// `capacity` entries, one flag each: constant work per record, whatever the window's size.
+#[derive(Debug, Default)]
+struct State {
+    base: u64,
+    settled: VecDeque<bool>,
+    pending: usize,
+}
+
+impl State {
+    fn pop_settled(&mut self) -> bool {
+        let mut popped = false;
+        while self.settled.front() == Some(&true) {
+            self.settled.pop_front();
+            self.base += 1;
+            popped = true;
+        }
+        popped
+    }
 }
 
 impl Window {
@@ -30,7 +53,7 @@ impl Window {
     pub fn new(capacity: u64) -> Self {
         Self {
             capacity: capacity.max(1),
-            pending: Mutex::new(BTreeSet::new()),
+            state: Mutex::new(State::default()),
             freed: Notify::new(),
         }
     }
@@ -38,21 +61,29 @@ impl Window {
     /// Admits `offset` if it lies within `capacity` of the lowest unacknowledged offset (or
     /// nothing is pending). Offsets must be acquired in increasing order.
     pub fn try_acquire(&self, offset: u64) -> bool {
-        let mut pending = self.pending.lock().expect("window lock poisoned");
-        let admitted = pending
-            .first()
-            .is_none_or(|&lowest| offset.saturating_sub(lowest) < self.capacity);
-        if admitted {
-            pending.insert(offset);
+        let mut state = self.state.lock().expect("window lock poisoned");
+        if state.pending == 0 {
+            state.base = offset;
+            state.settled.clear();
+        } else if offset - state.base >= self.capacity {
+            return false;
         }
-        admitted
+        // Offsets skipped since the last one acquired were never sent: settled already.
+        let end = state.base + state.settled.len() as u64;
+        for _ in end..offset {
+            state.settled.push_back(true);
+        }
+        state.settled.push_back(false);
+        state.pending += 1;
+        state.pop_settled();
+        true
     }
 
     /// Waits until `offset` fits in the window, then holds it until [`Window::ack`].
     pub async fn acquire(&self, offset: u64) {
         loop {
-            // Registered before the check, so an ack between the check and the await still
-            // wakes us.
+            // Created before the check: `notify_waiters` reaches a `Notified` from its
+            // creation on, so an ack between the check and the await still wakes us.
             let freed = self.freed.notified();
             if self.try_acquire(offset) {
                 return;
@@ -63,18 +94,29 @@ impl Window {
 
     /// Releases offsets: acknowledged by the broker, or settled without being written.
     pub fn ack(&self, offsets: impl IntoIterator<Item = u64>) {
-        let mut pending = self.pending.lock().expect("window lock poisoned");
+        let mut state = self.state.lock().expect("window lock poisoned");
         for offset in offsets {
-            pending.remove(&offset);
+            let Some(index) = offset.checked_sub(state.base) else {
+                continue;
+            };
+            if let Some(flag) = state.settled.get_mut(index as usize)
+                && !*flag
+            {
+                *flag = true;
+                state.pending -= 1;
+            }
         }
-        drop(pending);
-        self.freed.notify_waiters();
+        let freed = state.pop_settled();
+        drop(state);
+        if freed {
+            self.freed.notify_waiters();
+        }
     }
 
     /// Offsets currently held.
     #[cfg(test)]
     fn pending(&self) -> usize {
-        self.pending.lock().expect("window lock poisoned").len()
+        self.state.lock().expect("window lock poisoned").pending
     }
 }
 

@@ -82,6 +82,9 @@ impl PartitionWriter {
     pub async fn run(mut self, mut records: mpsc::Receiver<Prepared>) -> Result<(), ProduceError> {
         // A record that would have pushed the batch past the topic's limit starts the next one.
         let mut carried: Option<Prepared> = None;
+        // One buffer for every batch: a fresh one per batch would fault its pages in again
+        // each time (freed memory goes back to the OS at once, see main.rs).
+        let mut batch: Vec<Prepared> = Vec::new();
         loop {
             let first = match carried.take() {
                 Some(record) => record,
@@ -91,7 +94,7 @@ impl PartitionWriter {
                 },
             };
             let mut bytes = first.approximate_size();
-            let mut batch = vec![first];
+            batch.push(first);
             let linger_until = tokio::time::Instant::now() + self.ctx.linger;
             while bytes < self.ctx.batch_max_bytes {
                 let next = match records.try_recv() {
@@ -113,34 +116,57 @@ impl PartitionWriter {
                 bytes += record.approximate_size();
                 batch.push(record);
             }
-            self.write(batch).await?;
+            self.write(&mut batch).await?;
         }
         Ok(())
     }
 
-    /// Writes `batch` in order, splitting it while the broker finds it too large.
-    async fn write(&mut self, batch: Vec<Prepared>) -> Result<(), ProduceError> {
-        let mut pieces = VecDeque::from([batch]);
+    /// Writes `batch` (leaving it empty, its capacity kept), in order, splitting it while the
+    /// broker finds it too large.
+    async fn write(&mut self, batch: &mut Vec<Prepared>) -> Result<(), ProduceError> {
+        if let Sent::Written = self.send(batch).await? {
+            batch.clear();
+            return Ok(());
+        }
+        let refused = std::mem::take(batch);
+        self.split(refused).await
+    }
+
+    /// Sends a batch the broker refused as too large in ever smaller pieces, in order; a
+    /// record refused on its own is [`Self::too_large`].
+    async fn split(&mut self, refused: Vec<Prepared>) -> Result<(), ProduceError> {
+        let mut pieces = VecDeque::new();
+        self.refused(refused, &mut pieces)?;
         while let Some(mut piece) = pieces.pop_front() {
-            match self.send(&mut piece).await? {
-                Sent::Written => {}
-                Sent::TooLarge if piece.len() > 1 => {
-                    // Batches are kept below the topic's max.message.bytes when it is known;
-                    // this is the fallback when it is not (or the broker counts otherwise).
-                    tracing::warn!(
-                        source = %self.ctx.source_name,
-                        topic = %self.ctx.topic,
-                        partition = self.client.partition(),
-                        records = piece.len(),
-                        "the broker refused a batch as too large; sending it in halves"
-                    );
-                    let second = piece.split_off(piece.len() / 2);
-                    pieces.push_front(second);
-                    pieces.push_front(piece);
-                }
-                Sent::TooLarge => self.too_large(&piece[0])?,
+            if let Sent::TooLarge = self.send(&mut piece).await? {
+                self.refused(piece, &mut pieces)?;
             }
         }
+        Ok(())
+    }
+
+    /// A piece the broker refused: its two halves go first in line, or, a single record, it
+    /// is a bad record.
+    fn refused(
+        &self,
+        mut piece: Vec<Prepared>,
+        pieces: &mut VecDeque<Vec<Prepared>>,
+    ) -> Result<(), ProduceError> {
+        if piece.len() == 1 {
+            return self.too_large(&piece[0]);
+        }
+        // Batches are kept below the topic's max.message.bytes when it is known; this is the
+        // fallback when it is not (or the broker counts otherwise).
+        tracing::warn!(
+            source = %self.ctx.source_name,
+            topic = %self.ctx.topic,
+            partition = self.client.partition(),
+            records = piece.len(),
+            "the broker refused a batch as too large; sending it in halves"
+        );
+        let second = piece.split_off(piece.len() / 2);
+        pieces.push_front(second);
+        pieces.push_front(piece);
         Ok(())
     }
 
