@@ -289,6 +289,25 @@ async fn create_topics_uses_the_admin_defaults() {
     stop_api.cancel();
 }
 
+/// Produces the one source `plant` (`/x` of `api`, keyed by `id`) into `topic`, with
+/// `producer_extra` lines in `[producer]`, and returns the finished process.
+async fn produce_plant(api: SocketAddr, topic: &str, producer_extra: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = [("plant", "/x", topic, Some("id"))];
+    write_config(dir.path(), api, &sources, producer_extra);
+    tokio::task::spawn_blocking(move || produce(dir.path(), &["plant"]))
+        .await
+        .unwrap()
+}
+
+/// Every record of `topic`, as kcat reads it.
+async fn read_back(topic: &str) -> Vec<KcatRecord> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
+        .await
+        .unwrap()
+}
+
 /// A real HTTP server that serves fixed NDJSON lines at any path, honouring `?offset=N`:
 /// bad lines cannot come from serve-api, which refuses bad data at start.
 async fn line_server<L: Into<String>>(lines: impl IntoIterator<Item = L>) -> SocketAddr {
@@ -367,14 +386,7 @@ async fn bad_records_are_counted_and_skipped_or_stop_the_producer() {
     .await;
     let topic = unique_topic("p-bad");
     admin(&["create-topic", &topic]);
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), api, &[("plant", "/x", &topic, Some("id"))], "");
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || produce(&dir, &["plant"])
-    })
-    .await
-    .unwrap();
+    let out = produce_plant(api, &topic, "").await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("plant: 2 records"),
@@ -412,18 +424,7 @@ async fn bad_records_are_counted_and_skipped_or_stop_the_producer() {
     // fail mode: stops at the first bad record, naming it.
     let topic = unique_topic("p-bad-fail");
     admin(&["create-topic", &topic]);
-    write_config(
-        dir.path(),
-        api,
-        &[("plant", "/x", &topic, Some("id"))],
-        "on_bad_record = \"fail\"",
-    );
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || produce(&dir, &["plant"])
-    })
-    .await
-    .unwrap();
+    let out = produce_plant(api, &topic, "on_bad_record = \"fail\"").await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("source-offset 1"), "{}", stderr(&out));
     assert!(stderr(&out).contains("on_bad_record"), "{}", stderr(&out));
@@ -737,9 +738,7 @@ async fn sigterm_flushes_what_was_read_and_exits_0_with_a_summary() {
         .unwrap_or_else(|| panic!("no summary in {out:?}"));
     assert!(count > 0 && count < 3000, "{out}");
     let served = served_lines(api, "/stream_data_metrics").await;
-    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
-        .await
-        .unwrap();
+    let records = read_back(&topic).await;
     assert_exactly_once(&records, &served[..count], "metrics", Some("id"), 3);
     stop_api.cancel();
 }
@@ -837,9 +836,7 @@ async fn resume_after_sigkills_loses_nothing_when_bad_records_sit_between_good_o
     assert!(status.success(), "{err}");
     assert!(out.contains("resumed at source-offset"), "{out}");
     eprintln!("five runs took {:?}: {out}", started.elapsed());
-    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
-        .await
-        .unwrap();
+    let records = read_back(&topic).await;
     assert_good_lines_exactly_once(&records, &served, 3);
 }
 
@@ -904,19 +901,7 @@ async fn a_stream_cut_mid_line_reconnects_at_that_line() {
     let (api, requested) = close_delimited_server(lines.clone(), 120);
     let topic = unique_topic("p-cut");
     admin(&["create-topic", &topic]);
-    let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        api,
-        &[("plant", "/x", &topic, Some("id"))],
-        "retry_initial_backoff = 0.05",
-    );
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || produce(&dir, &["plant"])
-    })
-    .await
-    .unwrap();
+    let out = produce_plant(api, &topic, "retry_initial_backoff = 0.05").await;
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = stdout(&out);
     assert!(summary.contains("plant: 200 records"), "{summary}");
@@ -927,9 +912,7 @@ async fn a_stream_cut_mid_line_reconnects_at_that_line() {
         stderr(&out)
     );
     assert_eq!(*requested.lock().unwrap(), [0, 120]);
-    let records = tokio::task::spawn_blocking(move || kcat_read(&bootstrap(), &topic))
-        .await
-        .unwrap();
+    let records = read_back(&topic).await;
     assert_exactly_once(&records, &lines, "plant", Some("id"), 3);
 }
 
@@ -961,21 +944,9 @@ async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
     let api = line_server(lines.clone()).await;
     let topic = unique_topic("p-too-large");
     admin(&["create-topic", &topic, "--partitions", "1"]);
-    let dir = tempfile::tempdir().unwrap();
     // A long linger: the records before it gather into its batch, which the broker refuses
     // whole.
-    write_config(
-        dir.path(),
-        api,
-        &[("plant", "/x", &topic, Some("id"))],
-        "linger = 1.0",
-    );
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || produce(&dir, &["plant"])
-    })
-    .await
-    .unwrap();
+    let out = produce_plant(api, &topic, "linger = 1.0").await;
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = stdout(&out);
     assert!(summary.contains("plant: 299 records"), "{summary}");
@@ -987,12 +958,7 @@ async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
             && l.contains("max.message.bytes")),
         "the oversize record was not logged with its source-offset and size: {err}"
     );
-    let records = tokio::task::spawn_blocking({
-        let topic = topic.clone();
-        move || kcat_read(&bootstrap(), &topic)
-    })
-    .await
-    .unwrap();
+    let records = read_back(&topic).await;
     let mut offsets: Vec<u64> = records.iter().map(KcatRecord::source_offset).collect();
     let in_order = offsets.windows(2).all(|w| w[0] < w[1]);
     assert!(in_order, "out of stream order: {offsets:?}");
@@ -1006,18 +972,7 @@ async fn a_record_too_large_for_the_topic_is_a_bad_record_not_a_halt() {
     // fail mode: stops at it, naming it; what came before it is written.
     let topic = unique_topic("p-too-large-fail");
     admin(&["create-topic", &topic, "--partitions", "1"]);
-    write_config(
-        dir.path(),
-        api,
-        &[("plant", "/x", &topic, Some("id"))],
-        "on_bad_record = \"fail\"",
-    );
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || produce(&dir, &["plant"])
-    })
-    .await
-    .unwrap();
+    let out = produce_plant(api, &topic, "on_bad_record = \"fail\"").await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("source-offset 120"), "{err}");
@@ -1063,31 +1018,14 @@ async fn a_small_max_message_bytes_caps_batches_and_skips_only_what_cannot_fit()
         .collect();
     lines[1500] = incompressible_line(5, 3000);
     let api = line_server(lines.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        api,
-        &[("plant", "/x", &topic, Some("id"))],
-        "linger = 1.0\ncompression = \"none\"",
-    );
-    let out = tokio::task::spawn_blocking({
-        let dir = dir.path().to_path_buf();
-        move || produce(&dir, &["plant"])
-    })
-    .await
-    .unwrap();
+    let out = produce_plant(api, &topic, "linger = 1.0\ncompression = \"none\"").await;
     assert!(out.status.success(), "{}", stderr(&out));
     let summary = stdout(&out);
     assert!(summary.contains("plant: 1999 records"), "{summary}");
     assert!(summary.contains("(1 bad"), "{summary}");
     // Kept below the limit from the start: no batch of several records was refused.
     assert!(!stderr(&out).contains("in halves"), "{}", stderr(&out));
-    let records = tokio::task::spawn_blocking({
-        let topic = topic.clone();
-        move || kcat_read(&bootstrap(), &topic)
-    })
-    .await
-    .unwrap();
+    let records = read_back(&topic).await;
     let offsets: Vec<u64> = records.iter().map(KcatRecord::source_offset).collect();
     let expected: Vec<u64> = (0..2000).filter(|&o| o != 1500).collect();
     assert_eq!(
