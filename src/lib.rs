@@ -19,6 +19,7 @@
 //! * [`http`]: the accept loop and responses both HTTP servers (API, status) share.
 //! * [`backoff`]: retry timing (exponential, jittered, with a deadline).
 //! * [`json`]: JSON compaction shared by the API and the producer.
+//! * [`excerpt`]: quoting untrusted values in messages, cut to a bounded length.
 //! * [`gen_data`]: deterministic sample data with planted, documented correlations.
 //! * [`shutdown`]: SIGINT/SIGTERM → a cancellation token.
 
@@ -28,6 +29,7 @@ pub mod backoff;
 pub mod cli;
 pub mod consume;
 pub mod durable;
+pub mod excerpt;
 pub mod gen_data;
 pub mod http;
 pub mod json;

@@ -1,0 +1,86 @@
+//! Quoting untrusted text in messages without letting it grow them: a bad record's reason or a
+//! log line quotes at most [`MAX_QUOTED_BYTES`] of the offending value, then says how long the
+//! whole value was. A 900 KB string in a record costs ~250 bytes of stderr, not 900 KB.
+
+use std::fmt;
+
+/// How much of a value a message quotes.
+pub const MAX_QUOTED_BYTES: usize = 200;
+
+/// A value quoted for a message: `Debug`-style quotes and escapes, cut at
+/// [`MAX_QUOTED_BYTES`] (on a character boundary) with `…` and the full length.
+///
+/// ```
+/// use factorypal::excerpt::Excerpt;
+/// assert_eq!(Excerpt("abc").to_string(), "\"abc\"");
+/// let long = "x".repeat(1000);
+/// assert!(Excerpt(&long).to_string().ends_with("…\" (1000 bytes)"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Excerpt<'a>(pub &'a str);
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        if text.len() <= MAX_QUOTED_BYTES {
+            return write!(f, "{text:?}");
+        }
+        let cut = floor_char_boundary(text, MAX_QUOTED_BYTES);
+        let shown = format!("{:?}", &text[..cut]);
+        // `shown` ends with the closing quote; put the ellipsis inside it.
+        let open = &shown[..shown.len() - 1];
+        write!(f, "{open}…\" ({} bytes)", text.len())
+    }
+}
+
+/// Quotes bytes that may not be text: valid UTF-8 as an [`Excerpt`], anything else as the
+/// byte count only.
+pub fn bytes(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => Excerpt(text).to_string(),
+        Err(_) => format!("({} bytes, not UTF-8)", value.len()),
+    }
+}
+
+/// The largest index ≤ `max` that starts a character (`str::floor_char_boundary` is unstable).
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    (0..=max.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_values_are_quoted_whole() {
+        assert_eq!(Excerpt("a\"b\n").to_string(), r#""a\"b\n""#);
+        let exact = "y".repeat(MAX_QUOTED_BYTES);
+        assert_eq!(Excerpt(&exact).to_string(), format!("\"{exact}\""));
+    }
+
+    #[test]
+    fn long_values_are_cut_with_their_length() {
+        let long = "z".repeat(900_000);
+        let quoted = Excerpt(&long).to_string();
+        assert!(quoted.len() < MAX_QUOTED_BYTES + 40, "{}", quoted.len());
+        assert!(quoted.ends_with("…\" (900000 bytes)"), "{quoted}");
+    }
+
+    #[test]
+    fn cuts_fall_on_character_boundaries() {
+        // 'é' is two bytes; 201 bytes of them put byte 200 inside a character.
+        let text = format!("a{}", "é".repeat(150));
+        let quoted = Excerpt(&text).to_string();
+        assert!(quoted.starts_with("\"aé"), "{quoted}");
+        assert!(quoted.ends_with(&format!("…\" ({} bytes)", text.len())));
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_show_only_their_length() {
+        assert_eq!(bytes(&[0xff, 0xfe]), "(2 bytes, not UTF-8)");
+        assert_eq!(bytes(b"ok"), "\"ok\"");
+    }
+}
