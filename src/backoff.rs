@@ -1,6 +1,10 @@
-//! Retry timing shared by every component that talks to something that can go away (the API,
-//! the broker): exponential backoff with jitter, bounded by a deadline per outage.
+//! Retrying, for every component that talks to something that can go away (the API, the
+//! broker): exponential backoff with jitter, bounded by a deadline per outage ([`Retry`]), and
+//! the one retry loop ([`retry`]) that takes a policy and a classifier. Whether an error is worth
+//! another try is decided by the error's own module (e.g. `KafkaError::is_retriable`), never here.
 
+use std::fmt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How to retry: the first delay, the largest, and how long one outage may last in total.
@@ -63,6 +67,82 @@ impl Retry {
     }
 }
 
+/// Why [`retry`] stopped trying.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError<E> {
+    /// The classifier said no try can cure this error; it was not retried.
+    #[error(transparent)]
+    Fatal(E),
+    /// The outage lasted the policy's deadline.
+    #[error("gave up after {attempts} attempts over {outage:.1?}: {last}")]
+    GaveUp {
+        attempts: u32,
+        outage: Duration,
+        #[source]
+        last: E,
+    },
+}
+
+impl<E> RetryError<E> {
+    /// The last error, whichever way the retry ended.
+    pub fn last(&self) -> &E {
+        match self {
+            Self::Fatal(last) | Self::GaveUp { last, .. } => last,
+        }
+    }
+}
+
+/// Failures within this long of the first are routine (a new topic's leader election, a
+/// restarting broker) and logged at debug level; longer outages warn.
+const ROUTINE_OUTAGE: Duration = Duration::from_secs(2);
+
+/// Runs `call` until it succeeds, retrying the errors `retriable` accepts with backoff under
+/// `policy` and logging each retry with `what`. Callers bound each attempt themselves (their
+/// call carries its own timeout) and stop it on shutdown by dropping the future.
+pub async fn retry<T, E, F, Fut>(
+    policy: RetryPolicy,
+    what: &str,
+    retriable: impl Fn(&E) -> bool,
+    mut call: F,
+) -> Result<T, RetryError<E>>
+where
+    E: fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut retry = Retry::new(policy);
+    loop {
+        let error = match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if !retriable(&error) {
+            return Err(RetryError::Fatal(error));
+        }
+        let Some(wait) = retry.failed() else {
+            return Err(RetryError::GaveUp {
+                attempts: retry.attempts(),
+                outage: retry.outage(),
+                last: error,
+            });
+        };
+        retry.log(what, &error, wait);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl Retry {
+    /// Logs one failure about to be retried: debug while the outage is routine, then warn.
+    pub fn log(&self, what: &str, error: &dyn fmt::Display, wait: Duration) {
+        let attempt = self.attempts;
+        if self.outage() < ROUTINE_OUTAGE {
+            tracing::debug!(%error, attempt, retry_in = ?wait, "{what} failed; retrying");
+        } else {
+            tracing::warn!(%error, attempt, retry_in = ?wait, "{what} failed; retrying");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +177,57 @@ mod tests {
         assert!(retry.failed().is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(retry.failed().is_none());
+    }
+
+    const QUICK: RetryPolicy = RetryPolicy {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(2),
+        deadline: Duration::from_millis(200),
+    };
+
+    #[tokio::test]
+    async fn retries_what_the_classifier_accepts_until_it_succeeds() {
+        let mut calls = 0;
+        let result: Result<u32, RetryError<&str>> = retry(
+            QUICK,
+            "test",
+            |_| true,
+            || {
+                calls += 1;
+                let outcome = if calls < 3 { Err("down") } else { Ok(calls) };
+                async move { outcome }
+            },
+        )
+        .await;
+        assert_eq!(result.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_fatal_error_is_not_retried() {
+        let mut calls = 0;
+        let result: Result<(), _> = retry(
+            QUICK,
+            "test",
+            |e: &&str| *e != "denied",
+            || {
+                calls += 1;
+                async { Err("denied") }
+            },
+        )
+        .await;
+        assert!(matches!(result, Err(RetryError::Fatal("denied"))));
+        assert_eq!(calls, 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_with_the_last_error_after_the_deadline() {
+        let result: Result<(), _> = retry(QUICK, "test", |_| true, || async { Err("down") }).await;
+        match result {
+            Err(RetryError::GaveUp { attempts, last, .. }) => {
+                assert!(attempts > 1, "{attempts}");
+                assert_eq!(last, "down");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

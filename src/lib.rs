@@ -30,6 +30,7 @@ pub mod cli;
 pub mod consume;
 pub mod durable;
 pub mod excerpt;
+pub mod failure;
 pub mod gen_data;
 pub mod http;
 pub mod json;

@@ -6,6 +6,7 @@ use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 use serde::Serialize;
 
 use crate::cli::AdminCommand;
+use crate::failure::Classify;
 use crate::kafka::{KafkaClient, KafkaError, broker_timeout_ms, metadata, validate_topic_name};
 use crate::settings::Settings;
 
@@ -19,6 +20,15 @@ pub enum AdminError {
     NoSuchTopic(String),
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+}
+
+impl Classify for AdminError {
+    fn is_usage(&self) -> bool {
+        match self {
+            Self::TopicExists(_) | Self::NoSuchTopic(_) => false,
+            Self::Kafka(error) => error.is_usage(),
+        }
+    }
 }
 
 /// One partition as `describe-topic` reports it.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
-use crate::backoff::{Retry, RetryPolicy};
+use crate::backoff::{RetryError, RetryPolicy};
 use crate::settings::KafkaSettings;
 
 /// How long a just-created topic may take to appear in the metadata of the broker we ask.
@@ -40,6 +40,11 @@ pub enum KafkaError {
     TimedOut {
         operation: String,
         bootstrap: String,
+        timeout: Duration,
+    },
+    #[error("{operation}: no answer within {timeout:?} (kafka.timeout)")]
+    NoAnswer {
+        operation: String,
         timeout: Duration,
     },
     #[error("{operation} failed: {source}")]
@@ -170,11 +175,40 @@ impl KafkaClient {
     }
 }
 
-/// Failures of a setup call shorter than this are logged at debug level only.
-const ROUTINE_OUTAGE: Duration = Duration::from_secs(2);
+/// Runs one rskafka call with backoff under `policy`, each attempt bounded by `timeout` and
+/// named `what` in logs and errors. Only errors [`KafkaError::is_retriable`] accepts are
+/// retried: a refused login or a missing permission fails at once.
+pub async fn retry_call<T, F, Fut>(
+    policy: RetryPolicy,
+    timeout: Duration,
+    what: &str,
+    mut call: F,
+) -> Result<T, RetryError<KafkaError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, rskafka::client::error::Error>>,
+{
+    crate::backoff::retry(policy, what, KafkaError::is_retriable, || {
+        let attempt = call();
+        async move {
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(source)) => Err(KafkaError::Client {
+                    operation: what.to_string(),
+                    source,
+                }),
+                Err(_) => Err(KafkaError::NoAnswer {
+                    operation: what.to_string(),
+                    timeout,
+                }),
+            }
+        }
+    })
+    .await
+}
 
-/// Runs `call` bounded by `timeout` per attempt, retrying failures with backoff under `policy`;
-/// each retry is logged with `what`. The error names `what` and the last failure.
+/// The retry of any call, every error retried, flattened to text. Being replaced by
+/// [`retry_call`], which keeps the error and retries only what can be cured.
 pub async fn retrying<T, E, F, Fut>(
     policy: RetryPolicy,
     timeout: Duration,
@@ -186,24 +220,71 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut retry = Retry::new(policy);
-    loop {
-        let error = match tokio::time::timeout(timeout, call()).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {timeout:?}"),
-        };
-        let Some(wait) = retry.failed() else {
-            return Err(format!("{what}: {error}"));
-        };
-        // A topic created a moment ago has no leader for a few hundred milliseconds: that is
-        // routine, not worth a warning, until it lasts.
-        if retry.outage() < ROUTINE_OUTAGE {
-            tracing::debug!(%error, retry_in = ?wait, "{what} failed; retrying");
-        } else {
-            tracing::warn!(%error, retry_in = ?wait, "{what} failed; retrying");
+    let attempt = || {
+        let attempt = call();
+        async move {
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
         }
-        tokio::time::sleep(wait).await;
+    };
+    crate::backoff::retry(policy, what, |_| true, attempt)
+        .await
+        .map_err(|e| format!("{what}: {}", e.last()))
+}
+
+impl KafkaError {
+    /// Whether waiting and trying again can cure this error. The one place that decides it for
+    /// Kafka: network trouble, timeouts and a cluster that is electing leaders are retried;
+    /// a refused login, a missing permission, an invalid request are not.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::InvalidTopicName { .. } => false,
+            Self::Client { source, .. } => client_error_is_retriable(source),
+            Self::Unreachable { .. }
+            | Self::TimedOut { .. }
+            | Self::NoAnswer { .. }
+            | Self::Metadata { .. }
+            | Self::DescribeConfigs { .. } => true,
+        }
+    }
+}
+
+impl crate::failure::Classify for KafkaError {
+    fn is_usage(&self) -> bool {
+        matches!(self, Self::InvalidTopicName { .. })
+    }
+}
+
+/// See [`KafkaError::is_retriable`].
+fn client_error_is_retriable(error: &rskafka::client::error::Error) -> bool {
+    use rskafka::client::error::{Error, ProtocolError as P};
+    match error {
+        Error::ServerError { protocol_error, .. } => !matches!(
+            protocol_error,
+            P::TopicAuthorizationFailed
+                | P::GroupAuthorizationFailed
+                | P::ClusterAuthorizationFailed
+                | P::TransactionalIdAuthorizationFailed
+                | P::DelegationTokenAuthorizationFailed
+                | P::SaslAuthenticationFailed
+                | P::UnsupportedSaslMechanism
+                | P::IllegalSaslState
+                | P::InvalidTopicException
+                | P::InvalidRequiredAcks
+                | P::UnsupportedVersion
+                | P::UnsupportedForMessageFormat
+                | P::PolicyViolation
+                | P::InvalidConfig
+                | P::InvalidPartitions
+                | P::InvalidReplicationFactor
+                | P::InvalidReplicaAssignment
+                | P::TopicAlreadyExists
+        ),
+        Error::Connection(rskafka::ConnectionError::SaslFailed(_)) => false,
+        _ => true,
     }
 }
 
