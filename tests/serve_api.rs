@@ -7,10 +7,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal, stderr};
+use common::raw_http::{
+    HALF_A_REQUEST, LOCAL, OTHER, connect_from, healthz_from, read_until_closed, read_until_end,
+    sent,
+};
+use common::{
+    TEST_TIMEOUT, factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal,
+    stderr,
+};
 use factorypal::api::{Catalog, load_dir, serve};
+use factorypal::http::Limits;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// Writes `files` into a fresh data dir.
@@ -27,7 +36,16 @@ async fn start(
     dir: &Path,
     delay: Duration,
 ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
-    let catalog = Catalog::new(load_dir(dir).unwrap(), delay);
+    start_limited(dir, delay, Limits::default()).await
+}
+
+/// [`start`] with `limits` instead of the defaults.
+async fn start_limited(
+    dir: &Path,
+    delay: Duration,
+    limits: Limits,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+    let catalog = Catalog::new(load_dir(dir).unwrap(), delay).with_limits(limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -255,6 +273,127 @@ async fn shutdown_cuts_open_streams_so_clients_see_them_incomplete() {
         .await
         .expect("server returned")
         .unwrap();
+}
+
+/// The end of a `/healthz` answer, which is `{"status":"ok"}` and a newline.
+const HEALTHZ_END: &[u8] = b"\"ok\"}\n";
+
+#[tokio::test]
+async fn connections_without_a_whole_request_are_cut_so_healthz_answers_again() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let limits = Limits {
+        max_connections: 24,
+        max_connections_per_client: 1000,
+        header_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut held = Vec::new();
+    // Kept alive after one answered request, then idle.
+    for _ in 0..8 {
+        let mut stream = sent(LOCAL, addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        let response = read_until_end(&mut stream, HEALTHZ_END).await;
+        assert!(response.starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // Half a request head, then silence; and nothing at all.
+    for _ in 0..12 {
+        held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
+    }
+    for _ in 0..12 {
+        held.push(connect_from(LOCAL, addr, None).await);
+    }
+    // 32 connections for 24 places: the cap is full, 8 wait in the listen backlog, and so
+    // does this request until the server cuts the idle ones.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.expect(
+        "/healthz did not answer while idle and half-sent connections held the connection cap",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for (i, stream) in held.iter_mut().enumerate() {
+        let rest = read_until_closed(stream, TEST_TIMEOUT).await;
+        // Cut without an answer: no request came whole.
+        assert_eq!(rest, Some(Vec::new()), "held connection {i}");
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn clients_that_stop_reading_are_cut_after_the_idle_timeout() {
+    // 16 MB: far more than the socket buffers and hyper's write buffer hold.
+    let filler = "x".repeat(4000);
+    let records: Vec<Value> = (0..4000)
+        .map(|i| json!({"time": i, "filler": filler}))
+        .collect();
+    let dir = data_dir(&[("big.json", &serde_json::to_string(&records).unwrap())]);
+    let limits = Limits {
+        max_connections: 4,
+        max_connections_per_client: 1000,
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_from(LOCAL, addr, Some(4096)).await;
+        stream
+            .write_all(b"GET /stream_data_big?delay=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        readers.push(stream);
+    }
+    // All 4 places hold a stream nobody reads.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT)
+        .await
+        .expect("/healthz did not answer while clients that read nothing held the connection cap");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for (i, stream) in readers.iter_mut().enumerate() {
+        let got = read_until_closed(stream, TEST_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("stalled stream {i} was not closed"));
+        assert!(got.starts_with(b"HTTP/1.1 200"), "stream {i}");
+        // Cut mid-way: the chunked body never got its final empty chunk.
+        assert!(got.len() < 16_000_000, "stream {i}: {} bytes", got.len());
+        assert!(!got.ends_with(b"0\r\n\r\n"), "stream {i} looks complete");
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_the_whole_connection_cap() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let limits = Limits {
+        max_connections: 16,
+        max_connections_per_client: 8,
+        // Nothing is cut for idling during this test: only the per-client share frees places.
+        header_timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut held = Vec::new();
+    for i in 0..20 {
+        if i < 8 {
+            held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
+            continue;
+        }
+        // Connections are accepted in order, so the first 8 are in; this one is over the
+        // share. It sent nothing, so it gets the whole refusal and then the end.
+        let mut over = connect_from(LOCAL, addr, None).await;
+        let refusal = read_until_closed(&mut over, TEST_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("connection {i} from one client was not refused"));
+        let refusal = String::from_utf8(refusal).unwrap();
+        assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");
+        assert!(
+            refusal.contains("too many connections from 127.0.0.1: at most 8 at once"),
+            "{refusal}"
+        );
+    }
+    // Another client gets in at once, while the first still holds its 8.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.expect(
+        "/healthz from another client did not answer while one client held many connections",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    shutdown.cancel();
 }
 
 /// Runs the binary on `dir` expecting it to refuse to start with exit 2 and `needles` in stderr.

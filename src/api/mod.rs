@@ -11,6 +11,7 @@ pub use server::{Catalog, serve};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::Limits;
 use crate::settings::ApiSettings;
 
 /// Loads the data dir, binds, and serves until `shutdown` is cancelled.
@@ -35,8 +36,31 @@ pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpList
                 settings.bind
             )
         })?;
-    let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay));
+    let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay))
+        .with_limits(limits(settings));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, endpoints = %catalog.paths().join(" "), "serving");
     Ok((listener, catalog))
+}
+
+/// The connection limits `settings` ask for.
+fn limits(settings: &ApiSettings) -> Limits {
+    Limits {
+        max_connections: settings.max_connections,
+        max_connections_per_client: settings.max_connections_per_client,
+        header_timeout: settings.header_timeout(),
+        idle_timeout: settings.idle_timeout(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status server, which has no settings of its own, uses [`Limits::default`]: it must
+    /// be what serve-api gets from its built-in settings.
+    #[test]
+    fn default_limits_are_the_default_settings() {
+        assert_eq!(limits(&ApiSettings::default()), Limits::default());
+    }
 }

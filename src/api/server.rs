@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::data::Dataset;
-use crate::http::{Body, json_response, reject_method};
+use crate::http::{Body, Limits, json_response, reject_method};
 
 /// With no delay, lines go out in chunks of about this size: big enough that per-chunk overhead
 /// vanishes, small enough to keep per-client memory flat.
@@ -25,11 +25,13 @@ const MAX_DELAY_SECS: f64 = 3600.0;
 
 pub const STREAM_PREFIX: &str = "/stream_data_";
 
-/// The served files and the default delay.
+/// What serve-api serves and how: the files, the default delay, and the connection limits
+/// ([`Limits::default`] unless [`Catalog::with_limits`] says otherwise).
 #[derive(Debug, Clone)]
 pub struct Catalog {
     datasets: Arc<BTreeMap<String, Arc<Dataset>>>,
     delay: Duration,
+    limits: Limits,
 }
 
 impl Catalog {
@@ -41,7 +43,12 @@ impl Catalog {
         Self {
             datasets: Arc::new(datasets),
             delay,
+            limits: Limits::default(),
         }
+    }
+
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
     }
 
     pub fn paths(&self) -> Vec<String> {
@@ -62,11 +69,12 @@ impl Catalog {
 /// Serves the catalog on `listener` until `shutdown` is cancelled; then every open stream ends
 /// (as an error, see [`Body`]) and the server returns once the connections closed.
 pub async fn serve(listener: TcpListener, catalog: Catalog, shutdown: CancellationToken) {
+    let limits = catalog.limits;
     let route = {
         let shutdown = shutdown.clone();
         move |req: &Request<Incoming>| route(&catalog, req, &shutdown)
     };
-    crate::http::serve(listener, route, shutdown).await;
+    crate::http::serve(listener, route, limits, shutdown).await;
 }
 
 fn route(
