@@ -75,7 +75,8 @@ impl KafkaSettings {
 pub struct ApiSettings {
     /// Whether `factorypal run` starts the API itself (off when real machines serve the data).
     pub enabled: bool,
-    /// Address the HTTP server listens on.
+    /// Address the HTTP server listens on: loopback unless told otherwise, so a machine
+    /// stand-in is not exposed to the network by default (compose binds `0.0.0.0` itself).
     pub bind: SocketAddr,
     /// Directory whose `*.json` files are served, one endpoint per file.
     pub data_dir: PathBuf,
@@ -99,7 +100,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            bind: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("data_source"),
             delay: 0.1,
             header_timeout: 10.0,

@@ -396,6 +396,60 @@ async fn one_client_cannot_take_the_whole_connection_cap() {
     shutdown.cancel();
 }
 
+/// `api.bind` as `factorypal config show` prints it for `cmd`.
+fn shown_bind(cmd: &mut std::process::Command) -> String {
+    let out = run_with_timeout(cmd.args(["config", "show"]), Duration::from_secs(20));
+    assert!(out.status.success(), "config show: {}", stderr(&out));
+    let shown: toml::Table = common::stdout(&out).parse().unwrap();
+    shown["api"]["bind"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn serve_api_listens_on_loopback_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    // No config file: the built-in default.
+    assert_eq!(shown_bind(&mut factorypal(dir.path())), "127.0.0.1:5000");
+    // The shipped config file does not widen it.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    assert_eq!(
+        shown_bind(factorypal(dir.path()).arg("--config").arg(&shipped)),
+        "127.0.0.1:5000"
+    );
+    // Every interface only when asked.
+    assert_eq!(
+        shown_bind(factorypal(dir.path()).env("FACTORYPAL__API__BIND", "0.0.0.0:5000")),
+        "0.0.0.0:5000"
+    );
+}
+
+#[test]
+fn connection_limits_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    for (variable, value, key) in [
+        ("FACTORYPAL__API__HEADER_TIMEOUT", "0", "api.header_timeout"),
+        ("FACTORYPAL__API__IDLE_TIMEOUT", "-1", "api.idle_timeout"),
+        (
+            "FACTORYPAL__API__MAX_CONNECTIONS",
+            "0",
+            "api.max_connections",
+        ),
+        (
+            "FACTORYPAL__API__MAX_CONNECTIONS_PER_CLIENT",
+            "0",
+            "api.max_connections_per_client",
+        ),
+    ] {
+        let out = run_with_timeout(
+            factorypal(dir.path())
+                .env(variable, value)
+                .args(["config", "show"]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}");
+        assert!(stderr(&out).contains(key), "{key}: {}", stderr(&out));
+    }
+}
+
 /// Runs the binary on `dir` expecting it to refuse to start with exit 2 and `needles` in stderr.
 fn expect_refusal(dir: &Path, needles: &[&str]) {
     let work = tempfile::tempdir().unwrap();
