@@ -94,6 +94,9 @@ pub struct ApiSettings {
     /// Connections one client (an IPv4 address, or an IPv6 /64) may hold at once; more are
     /// refused with `503`, so one client cannot take the whole `max_connections`.
     pub max_connections_per_client: usize,
+    /// Whether a `*.json` symlink in the data dir that resolves outside it is served; off, such
+    /// a link refuses the start, naming it.
+    pub follow_symlinks: bool,
 }
 
 impl Default for ApiSettings {
@@ -107,6 +110,7 @@ impl Default for ApiSettings {
             idle_timeout: 300.0,
             max_connections: 4096,
             max_connections_per_client: 256,
+            follow_symlinks: false,
         }
     }
 }

@@ -17,6 +17,7 @@ use common::{
 };
 use factorypal::api::{Catalog, load_dir, serve};
 use factorypal::http::Limits;
+use factorypal::settings::ApiSettings;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -511,6 +512,100 @@ fn bad_data_refuses_to_start_naming_the_file_and_the_problem() {
         &empty.path().join("missing"),
         &["does not exist", "--data-dir"],
     );
+}
+
+/// A data dir with `metrics.json`, `alias.json` (a relative link to it) and `leak.json` (a link
+/// to `secret.json` in a sibling dir, outside). Returns (parent, data dir).
+fn data_dir_with_links() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::symlink;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let outside = root.path().join("outside");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(data.join("metrics.json"), METRICS).unwrap();
+    std::fs::write(
+        outside.join("secret.json"),
+        r#"[{"time": 1, "secret": "not for the network"}]"#,
+    )
+    .unwrap();
+    symlink("metrics.json", data.join("alias.json")).unwrap();
+    symlink(outside.join("secret.json"), data.join("leak.json")).unwrap();
+    (root, data)
+}
+
+#[test]
+fn a_symlink_leaving_the_data_dir_refuses_the_start_naming_it() {
+    let (_root, data) = data_dir_with_links();
+    expect_refusal(
+        &data,
+        &[
+            "leak.json",
+            "is a symlink to",
+            "secret.json",
+            "outside the data dir",
+            "api.follow_symlinks = true",
+        ],
+    );
+    // A link that leads nowhere is named too, not silently left out.
+    let (_root, dangling) = data_dir_with_links();
+    std::fs::remove_file(dangling.join("leak.json")).unwrap();
+    std::os::unix::fs::symlink("gone.json", dangling.join("dangling.json")).unwrap();
+    expect_refusal(&dangling, &["dangling.json", "cannot read"]);
+}
+
+/// Starts serve-api in-process from `settings` (bound to 127.0.0.1:0), as the binary does.
+async fn start_from_settings(
+    settings: ApiSettings,
+) -> Result<(SocketAddr, CancellationToken), String> {
+    let settings = ApiSettings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        delay: 0.0,
+        ..settings
+    };
+    let (listener, catalog) = factorypal::api::bind(&settings)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve(listener, catalog, shutdown.clone()));
+    Ok((addr, shutdown))
+}
+
+#[tokio::test]
+async fn links_inside_the_data_dir_are_served_and_follow_symlinks_serves_the_rest() {
+    // Reached through a link itself: inside is judged against where the dir really is.
+    let (root, data) = data_dir_with_links();
+    let linked_dir = root.path().join("data-link");
+    std::os::unix::fs::symlink(&data, &linked_dir).unwrap();
+
+    let default = ApiSettings {
+        data_dir: linked_dir.clone(),
+        ..ApiSettings::default()
+    };
+    let refused = start_from_settings(default.clone()).await.unwrap_err();
+    assert!(refused.contains("leak.json"), "{refused}");
+
+    std::fs::remove_file(data.join("leak.json")).unwrap();
+    let (addr, shutdown) = start_from_settings(default).await.unwrap();
+    let alias = ndjson(&http_get_body(addr, "/stream_data_alias").await.2);
+    assert_eq!(ids(&alias), [2, 4, 3, 1, 5]);
+    shutdown.cancel();
+
+    std::os::unix::fs::symlink(
+        root.path().join("outside/secret.json"),
+        data.join("leak.json"),
+    )
+    .unwrap();
+    let following = ApiSettings {
+        data_dir: linked_dir,
+        follow_symlinks: true,
+        ..ApiSettings::default()
+    };
+    let (addr, shutdown) = start_from_settings(following).await.unwrap();
+    let leak = ndjson(&http_get_body(addr, "/stream_data_leak").await.2);
+    assert_eq!(leak, [json!({"time": 1, "secret": "not for the network"})]);
+    shutdown.cancel();
 }
 
 #[test]

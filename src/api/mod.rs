@@ -5,7 +5,7 @@
 mod data;
 mod server;
 
-pub use data::{DataError, Dataset, load_dir};
+pub use data::{DataError, Dataset, Symlinks, load_dir, load_dir_with};
 pub use server::{Catalog, serve};
 
 use anyhow::Context;
@@ -24,8 +24,13 @@ pub async fn run(settings: &ApiSettings, shutdown: CancellationToken) -> anyhow:
 /// Loads the data dir and binds, without serving yet: the caller learns the address first.
 pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpListener, Catalog)> {
     let dir = settings.data_dir.clone();
+    let symlinks = if settings.follow_symlinks {
+        Symlinks::Follow
+    } else {
+        Symlinks::Inside
+    };
     // Parsing a large file is CPU work: keep it off the async workers.
-    let datasets = tokio::task::spawn_blocking(move || load_dir(&dir))
+    let datasets = tokio::task::spawn_blocking(move || load_dir_with(&dir, symlinks))
         .await
         .context("loading the data dir panicked")??;
     let listener = tokio::net::TcpListener::bind(settings.bind)
