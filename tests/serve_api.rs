@@ -276,6 +276,26 @@ async fn shutdown_cuts_open_streams_so_clients_see_them_incomplete() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn error_answers_quote_a_long_path_or_value_cut_short() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
+    let long = "x".repeat(20_000);
+    for target in [
+        format!("/{long}"),
+        format!("/stream_data_metrics?offset={long}"),
+        format!("/stream_data_metrics?{long}=1"),
+    ] {
+        let (status, _, body) = http_get_body(addr, &target).await;
+        assert!(status == 404 || status == 400, "{status}");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.len() < 400, "{} bytes: {message}", message.len());
+        assert!(message.contains("bytes)"), "{message}");
+    }
+    shutdown.cancel();
+}
+
 /// The end of a `/healthz` answer, which is `{"status":"ok"}` and a newline.
 const HEALTHZ_END: &[u8] = b"\"ok\"}\n";
 

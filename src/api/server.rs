@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::data::Dataset;
+use crate::excerpt::Excerpt;
 use crate::http::{Body, Limits, json_response, reject_method};
 
 /// With no delay, lines go out in chunks of about this size: big enough that per-chunk overhead
@@ -102,7 +103,7 @@ fn route(
         return json_response(
             StatusCode::NOT_FOUND,
             &json!({
-                "error": format!("no endpoint at {path}"),
+                "error": format!("no endpoint at {}", Excerpt(path)),
                 "endpoints": catalog.paths(),
             }),
         );
@@ -133,25 +134,37 @@ impl StreamParams {
         {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
-                "offset" => offset = value.parse().map_err(|_| {
-                    format!("offset={value:?} is not valid: expected a record index from 0 to {len}")
-                })?,
-                "limit" => limit = value.parse().map_err(|_| {
-                    format!("limit={value:?} is not valid: expected a non-negative record count")
-                })?,
-                "delay" => {
-                    delay = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|d| d.is_finite() && (0.0..=MAX_DELAY_SECS).contains(d))
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| {
-                            format!("delay={value:?} is not valid: expected seconds from 0 to {MAX_DELAY_SECS}")
-                        })?
+                "offset" => {
+                    offset = value.parse().map_err(|_| {
+                        format!(
+                            "offset={} is not valid: expected a record index from 0 to {len}",
+                            Excerpt(value)
+                        )
+                    })?
                 }
+                "limit" => {
+                    limit = value.parse().map_err(|_| {
+                        format!(
+                            "limit={} is not valid: expected a non-negative record count",
+                            Excerpt(value)
+                        )
+                    })?
+                }
+                "delay" => delay = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|d| d.is_finite() && (0.0..=MAX_DELAY_SECS).contains(d))
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        format!(
+                            "delay={} is not valid: expected seconds from 0 to {MAX_DELAY_SECS}",
+                            Excerpt(value)
+                        )
+                    })?,
                 other => {
                     return Err(format!(
-                        "unknown query parameter {other:?}: use offset, limit or delay"
+                        "unknown query parameter {}: use offset, limit or delay",
+                        Excerpt(other)
                     ));
                 }
             }

@@ -31,6 +31,8 @@ use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::excerpt::Excerpt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -220,7 +222,7 @@ pub fn reject_method(req: &Request<Incoming>) -> Option<Response<Body>> {
     }
     let mut response = json_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        &serde_json::json!({"error": format!("method {} is not allowed: use GET", req.method())}),
+        &serde_json::json!({"error": format!("method {} is not allowed: use GET", Excerpt(req.method().as_str()))}),
     );
     response
         .headers_mut()

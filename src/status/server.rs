@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Status, metrics};
+use crate::excerpt::Excerpt;
 use crate::http::{Body, Limits, json_response, reject_method, text_response};
 
 /// The page: plain HTML, CSS and script in one file, no external assets (plants run
@@ -116,7 +117,7 @@ fn route(status: &Status, req: &Request<Incoming>) -> Response<Body> {
         "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
         path => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no endpoint at {path}"), "endpoints": ENDPOINTS}),
+            &json!({"error": format!("no endpoint at {}", Excerpt(path)), "endpoints": ENDPOINTS}),
         ),
     }
 }
