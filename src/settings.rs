@@ -75,22 +75,53 @@ impl KafkaSettings {
 pub struct ApiSettings {
     /// Whether `factorypal run` starts the API itself (off when real machines serve the data).
     pub enabled: bool,
-    /// Address the HTTP server listens on.
+    /// Address the HTTP server listens on: loopback unless told otherwise, so a machine
+    /// stand-in is not exposed to the network by default (compose binds `0.0.0.0` itself).
     pub bind: SocketAddr,
     /// Directory whose `*.json` files are served, one endpoint per file.
     pub data_dir: PathBuf,
     /// Seconds between two records of a stream (`0` = as fast as the client reads).
     pub delay: f64,
+    /// Seconds a client has to send a complete request head, counted from when the server
+    /// starts waiting for one: on connect, and after each response on a kept-alive connection
+    /// (so this is also how long an idle kept-alive connection stays open).
+    pub header_timeout: f64,
+    /// Seconds a response may stay stuck on a client that does not read it; then the
+    /// connection is closed.
+    pub idle_timeout: f64,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Connections one client (an IPv4 address, or an IPv6 /64) may hold at once; more are
+    /// refused with `503`, so one client cannot take the whole `max_connections`.
+    pub max_connections_per_client: usize,
+    /// Whether a `*.json` symlink in the data dir that resolves outside it is served; off, such
+    /// a link refuses the start, naming it.
+    pub follow_symlinks: bool,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            bind: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            bind: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("data_source"),
             delay: 0.1,
+            header_timeout: 10.0,
+            idle_timeout: 300.0,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            follow_symlinks: false,
         }
+    }
+}
+
+impl ApiSettings {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout)
     }
 }
 
@@ -569,6 +600,7 @@ impl Settings {
             });
         }
         seconds("api.delay", self.api.delay, 3_600.0)?;
+        self.validate_api()?;
         if self.kafka.bootstrap_brokers().is_empty() {
             return Err(SettingsError::Invalid {
                 key: "kafka.bootstrap",
@@ -598,6 +630,38 @@ impl Settings {
                 value: self.admin.replication_factor.to_string(),
                 expected: "a replication factor of at least 1",
             });
+        }
+        Ok(())
+    }
+
+    fn validate_api(&self) -> Result<(), SettingsError> {
+        let api = &self.api;
+        for (key, v) in [
+            ("api.header_timeout", api.header_timeout),
+            ("api.idle_timeout", api.idle_timeout),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return Err(SettingsError::Invalid {
+                    key,
+                    value: v.to_string(),
+                    expected: "a number of seconds above 0, at most 86400",
+                });
+            }
+        }
+        for (key, v) in [
+            ("api.max_connections", api.max_connections),
+            (
+                "api.max_connections_per_client",
+                api.max_connections_per_client,
+            ),
+        ] {
+            if v < 1 {
+                return Err(SettingsError::Invalid {
+                    key,
+                    value: v.to_string(),
+                    expected: "at least 1",
+                });
+            }
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ fn defaults_apply_without_a_config_file() {
         Some("127.0.0.1:9092")
     );
     assert_eq!(get(&t, "kafka", "timeout").as_float(), Some(10.0));
-    assert_eq!(get(&t, "api", "bind").as_str(), Some("0.0.0.0:5000"));
+    assert_eq!(get(&t, "api", "bind").as_str(), Some("127.0.0.1:5000"));
     assert_eq!(get(&t, "api", "delay").as_float(), Some(0.1));
     assert_eq!(get(&t, "admin", "partitions").as_integer(), Some(3));
     assert_eq!(get(&t, "admin", "replication_factor").as_integer(), Some(1));

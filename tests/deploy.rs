@@ -229,3 +229,35 @@ fn dockerfile_is_multi_stage_non_root_with_the_right_entrypoint() {
     let args: Vec<String> = serde_json::from_str(cmd.trim_start_matches("CMD ")).unwrap();
     assert_parses(&args, "Dockerfile CMD");
 }
+
+/// serve-api listens on loopback by default, which no other container can reach: compose must
+/// bind it to every interface itself, on the port it publishes and the producer uses.
+#[test]
+fn the_api_listens_on_every_interface_in_its_container() {
+    let doc = compose();
+    let api = &doc["services"]["api"];
+    let command = strings(field(api, "command").expect("the api service has a command"));
+    let bind = command
+        .iter()
+        .position(|a| a == "--bind")
+        .map(|i| command[i + 1].clone())
+        .or_else(|| {
+            field(api, "environment")
+                .map(|env| &env["FACTORYPAL__API__BIND"])
+                .and_then(Yaml::as_str)
+                .map(String::from)
+        })
+        .expect("the api service sets its bind address (--bind or FACTORYPAL__API__BIND)");
+    let bind: std::net::SocketAddr = bind.parse().expect("an address");
+    assert!(bind.ip().is_unspecified(), "{bind}");
+    assert!(
+        strings(&api["ports"]).contains(&format!("{0}:{0}", bind.port())),
+        "port {} is published",
+        bind.port()
+    );
+    let produce = strings(&doc["services"]["produce"]["command"]).join(" ");
+    assert!(
+        produce.contains(&format!("http://api:{}", bind.port())),
+        "{produce}"
+    );
+}

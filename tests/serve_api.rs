@@ -7,10 +7,20 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal, stderr};
+use common::raw_http::{
+    HALF_A_REQUEST, LOCAL, OTHER, connect_from, healthz_from, read_until_closed, read_until_end,
+    sent,
+};
+use common::{
+    TEST_TIMEOUT, factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal,
+    stderr,
+};
 use factorypal::api::{Catalog, load_dir, serve};
+use factorypal::http::Limits;
+use factorypal::settings::ApiSettings;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// Writes `files` into a fresh data dir.
@@ -27,7 +37,16 @@ async fn start(
     dir: &Path,
     delay: Duration,
 ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
-    let catalog = Catalog::new(load_dir(dir).unwrap(), delay);
+    start_limited(dir, delay, Limits::default()).await
+}
+
+/// [`start`] with `limits` instead of the defaults.
+async fn start_limited(
+    dir: &Path,
+    delay: Duration,
+    limits: Limits,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+    let catalog = Catalog::new(load_dir(dir).unwrap(), delay).with_limits(limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -257,6 +276,201 @@ async fn shutdown_cuts_open_streams_so_clients_see_them_incomplete() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn error_answers_quote_a_long_path_or_value_cut_short() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
+    let long = "x".repeat(20_000);
+    for target in [
+        format!("/{long}"),
+        format!("/stream_data_metrics?offset={long}"),
+        format!("/stream_data_metrics?{long}=1"),
+    ] {
+        let (status, _, body) = http_get_body(addr, &target).await;
+        assert!(status == 404 || status == 400, "{status}");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.len() < 400, "{} bytes: {message}", message.len());
+        assert!(message.contains("bytes)"), "{message}");
+    }
+    shutdown.cancel();
+}
+
+/// The end of a `/healthz` answer, which is `{"status":"ok"}` and a newline.
+const HEALTHZ_END: &[u8] = b"\"ok\"}\n";
+
+#[tokio::test]
+async fn connections_without_a_whole_request_are_cut_so_healthz_answers_again() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let limits = Limits {
+        max_connections: 24,
+        max_connections_per_client: 1000,
+        header_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut held = Vec::new();
+    // Kept alive after one answered request, then idle.
+    for _ in 0..8 {
+        let mut stream = sent(LOCAL, addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        let response = read_until_end(&mut stream, HEALTHZ_END).await;
+        assert!(response.starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // Half a request head, then silence; and nothing at all.
+    for _ in 0..12 {
+        held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
+    }
+    for _ in 0..12 {
+        held.push(connect_from(LOCAL, addr, None).await);
+    }
+    // 32 connections for 24 places: the cap is full, 8 wait in the listen backlog, and so
+    // does this request until the server cuts the idle ones.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.expect(
+        "/healthz did not answer while idle and half-sent connections held the connection cap",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for (i, stream) in held.iter_mut().enumerate() {
+        let rest = read_until_closed(stream, TEST_TIMEOUT).await;
+        // Cut without an answer: no request came whole.
+        assert_eq!(rest, Some(Vec::new()), "held connection {i}");
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn clients_that_stop_reading_are_cut_after_the_idle_timeout() {
+    // 16 MB: far more than the socket buffers and hyper's write buffer hold.
+    let filler = "x".repeat(4000);
+    let records: Vec<Value> = (0..4000)
+        .map(|i| json!({"time": i, "filler": filler}))
+        .collect();
+    let dir = data_dir(&[("big.json", &serde_json::to_string(&records).unwrap())]);
+    let limits = Limits {
+        max_connections: 4,
+        max_connections_per_client: 1000,
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_from(LOCAL, addr, Some(4096)).await;
+        stream
+            .write_all(b"GET /stream_data_big?delay=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        readers.push(stream);
+    }
+    // All 4 places hold a stream nobody reads.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT)
+        .await
+        .expect("/healthz did not answer while clients that read nothing held the connection cap");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for (i, stream) in readers.iter_mut().enumerate() {
+        let got = read_until_closed(stream, TEST_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("stalled stream {i} was not closed"));
+        assert!(got.starts_with(b"HTTP/1.1 200"), "stream {i}");
+        // Cut mid-way: the chunked body never got its final empty chunk.
+        assert!(got.len() < 16_000_000, "stream {i}: {} bytes", got.len());
+        assert!(!got.ends_with(b"0\r\n\r\n"), "stream {i} looks complete");
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_the_whole_connection_cap() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let limits = Limits {
+        max_connections: 16,
+        max_connections_per_client: 8,
+        // Nothing is cut for idling during this test: only the per-client share frees places.
+        header_timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut held = Vec::new();
+    for i in 0..20 {
+        if i < 8 {
+            held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
+            continue;
+        }
+        // Connections are accepted in order, so the first 8 are in; this one is over the
+        // share. It sent nothing, so it gets the whole refusal and then the end.
+        let mut over = connect_from(LOCAL, addr, None).await;
+        let refusal = read_until_closed(&mut over, TEST_TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("connection {i} from one client was not refused"));
+        let refusal = String::from_utf8(refusal).unwrap();
+        assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");
+        assert!(
+            refusal.contains("too many connections from 127.0.0.1: at most 8 at once"),
+            "{refusal}"
+        );
+    }
+    // Another client gets in at once, while the first still holds its 8.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.expect(
+        "/healthz from another client did not answer while one client held many connections",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    shutdown.cancel();
+}
+
+/// `api.bind` as `factorypal config show` prints it for `cmd`.
+fn shown_bind(cmd: &mut std::process::Command) -> String {
+    let out = run_with_timeout(cmd.args(["config", "show"]), Duration::from_secs(20));
+    assert!(out.status.success(), "config show: {}", stderr(&out));
+    let shown: toml::Table = common::stdout(&out).parse().unwrap();
+    shown["api"]["bind"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn serve_api_listens_on_loopback_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    // No config file: the built-in default.
+    assert_eq!(shown_bind(&mut factorypal(dir.path())), "127.0.0.1:5000");
+    // The shipped config file does not widen it.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    assert_eq!(
+        shown_bind(factorypal(dir.path()).arg("--config").arg(&shipped)),
+        "127.0.0.1:5000"
+    );
+    // Every interface only when asked.
+    assert_eq!(
+        shown_bind(factorypal(dir.path()).env("FACTORYPAL__API__BIND", "0.0.0.0:5000")),
+        "0.0.0.0:5000"
+    );
+}
+
+#[test]
+fn connection_limits_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    for (variable, value, key) in [
+        ("FACTORYPAL__API__HEADER_TIMEOUT", "0", "api.header_timeout"),
+        ("FACTORYPAL__API__IDLE_TIMEOUT", "-1", "api.idle_timeout"),
+        (
+            "FACTORYPAL__API__MAX_CONNECTIONS",
+            "0",
+            "api.max_connections",
+        ),
+        (
+            "FACTORYPAL__API__MAX_CONNECTIONS_PER_CLIENT",
+            "0",
+            "api.max_connections_per_client",
+        ),
+    ] {
+        let out = run_with_timeout(
+            factorypal(dir.path())
+                .env(variable, value)
+                .args(["config", "show"]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}");
+        assert!(stderr(&out).contains(key), "{key}: {}", stderr(&out));
+    }
+}
+
 /// Runs the binary on `dir` expecting it to refuse to start with exit 2 and `needles` in stderr.
 fn expect_refusal(dir: &Path, needles: &[&str]) {
     let work = tempfile::tempdir().unwrap();
@@ -318,6 +532,100 @@ fn bad_data_refuses_to_start_naming_the_file_and_the_problem() {
         &empty.path().join("missing"),
         &["does not exist", "--data-dir"],
     );
+}
+
+/// A data dir with `metrics.json`, `alias.json` (a relative link to it) and `leak.json` (a link
+/// to `secret.json` in a sibling dir, outside). Returns (parent, data dir).
+fn data_dir_with_links() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::symlink;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let outside = root.path().join("outside");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(data.join("metrics.json"), METRICS).unwrap();
+    std::fs::write(
+        outside.join("secret.json"),
+        r#"[{"time": 1, "secret": "not for the network"}]"#,
+    )
+    .unwrap();
+    symlink("metrics.json", data.join("alias.json")).unwrap();
+    symlink(outside.join("secret.json"), data.join("leak.json")).unwrap();
+    (root, data)
+}
+
+#[test]
+fn a_symlink_leaving_the_data_dir_refuses_the_start_naming_it() {
+    let (_root, data) = data_dir_with_links();
+    expect_refusal(
+        &data,
+        &[
+            "leak.json",
+            "is a symlink to",
+            "secret.json",
+            "outside the data dir",
+            "api.follow_symlinks = true",
+        ],
+    );
+    // A link that leads nowhere is named too, not silently left out.
+    let (_root, dangling) = data_dir_with_links();
+    std::fs::remove_file(dangling.join("leak.json")).unwrap();
+    std::os::unix::fs::symlink("gone.json", dangling.join("dangling.json")).unwrap();
+    expect_refusal(&dangling, &["dangling.json", "cannot read"]);
+}
+
+/// Starts serve-api in-process from `settings` (bound to 127.0.0.1:0), as the binary does.
+async fn start_from_settings(
+    settings: ApiSettings,
+) -> Result<(SocketAddr, CancellationToken), String> {
+    let settings = ApiSettings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        delay: 0.0,
+        ..settings
+    };
+    let (listener, catalog) = factorypal::api::bind(&settings)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve(listener, catalog, shutdown.clone()));
+    Ok((addr, shutdown))
+}
+
+#[tokio::test]
+async fn links_inside_the_data_dir_are_served_and_follow_symlinks_serves_the_rest() {
+    // Reached through a link itself: inside is judged against where the dir really is.
+    let (root, data) = data_dir_with_links();
+    let linked_dir = root.path().join("data-link");
+    std::os::unix::fs::symlink(&data, &linked_dir).unwrap();
+
+    let default = ApiSettings {
+        data_dir: linked_dir.clone(),
+        ..ApiSettings::default()
+    };
+    let refused = start_from_settings(default.clone()).await.unwrap_err();
+    assert!(refused.contains("leak.json"), "{refused}");
+
+    std::fs::remove_file(data.join("leak.json")).unwrap();
+    let (addr, shutdown) = start_from_settings(default).await.unwrap();
+    let alias = ndjson(&http_get_body(addr, "/stream_data_alias").await.2);
+    assert_eq!(ids(&alias), [2, 4, 3, 1, 5]);
+    shutdown.cancel();
+
+    std::os::unix::fs::symlink(
+        root.path().join("outside/secret.json"),
+        data.join("leak.json"),
+    )
+    .unwrap();
+    let following = ApiSettings {
+        data_dir: linked_dir,
+        follow_symlinks: true,
+        ..ApiSettings::default()
+    };
+    let (addr, shutdown) = start_from_settings(following).await.unwrap();
+    let leak = ndjson(&http_get_body(addr, "/stream_data_leak").await.2);
+    assert_eq!(leak, [json!({"time": 1, "secret": "not for the network"})]);
+    shutdown.cancel();
 }
 
 #[test]

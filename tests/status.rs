@@ -10,10 +10,17 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::TEST_TIMEOUT;
+use common::raw_http::{
+    HALF_A_REQUEST, LOCAL, OTHER, connect_from, healthz_from, read_until_closed, sent,
+};
 use common::{
     Spawned, configured, free_port, http_get_body, python, raw_topic, run_with_timeout,
     sample_data, send_signal, start_api, stderr, unique_topic, write_run_config,
 };
+use factorypal::http::Limits;
+use factorypal::status::Status;
+use factorypal::status::server::StatusServer;
 use serde_json::Value;
 
 const METRICS: u64 = 3000;
@@ -611,4 +618,38 @@ fn a_producer_waiting_for_its_api_shows_why_on_the_status_page() {
     assert!(exit.success(), "{err}");
     assert!(out.contains("metrics: 100 records"), "{out}");
     server.kill();
+}
+
+/// The status server has serve-api's built-in limits (it has no settings for them): a
+/// client's share of connections, and a deadline for the request head.
+#[tokio::test]
+async fn the_status_server_refuses_a_clients_excess_and_cuts_half_sent_requests() {
+    let status = Status::new("test");
+    let server = StatusServer::start("127.0.0.1:0".parse().unwrap(), &status)
+        .await
+        .unwrap();
+    let addr = server.addr();
+    let share = Limits::default().max_connections_per_client;
+    let mut held = Vec::new();
+    for _ in 0..share {
+        held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
+    }
+    let mut over = connect_from(LOCAL, addr, None).await;
+    let refusal = read_until_closed(&mut over, TEST_TIMEOUT)
+        .await
+        .expect("a connection over one client's share was not refused");
+    let refusal = String::from_utf8(refusal).unwrap();
+    assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");
+
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT)
+        .await
+        .expect("/healthz from another client did not answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The half-sent requests are cut once the header timeout (10 s) passes.
+    for (i, stream) in held.iter_mut().enumerate() {
+        let rest = read_until_closed(stream, TEST_TIMEOUT).await;
+        assert_eq!(rest, Some(Vec::new()), "held connection {i}");
+    }
+    server.stop().await;
 }

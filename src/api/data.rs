@@ -1,6 +1,12 @@
 //! Loads the data dir once at start: every `*.json` file becomes a [`Dataset`] whose records are
 //! validated, sorted by `time` and stored as compact NDJSON lines in one contiguous buffer, so a
 //! stream is a sequence of zero-copy slices and no request re-parses or copies the file.
+//!
+//! Symlinks: a `*.json` link that resolves inside the data dir is served like a file; one that
+//! leaves it refuses the start (naming the link and its target) unless [`Symlinks::Follow`]
+//! (`api.follow_symlinks = true`): whoever can drop a link into the data dir must not be able
+//! to publish any file the server can read. Hard links cannot be told from files and are
+//! served.
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +61,34 @@ pub enum DataError {
         "{path}: file name {name:?} cannot be an endpoint: use letters, digits, `_`, `-` or `.`"
     )]
     BadName { path: PathBuf, name: String },
+    #[error(
+        "{path} is a symlink to {target}, outside the data dir {dir}: refusing to serve it; copy \
+         the file into the data dir, remove the link, or set api.follow_symlinks = true to serve \
+         links that leave the data dir"
+    )]
+    SymlinkOutside {
+        path: PathBuf,
+        target: PathBuf,
+        dir: PathBuf,
+    },
+}
+
+/// Which symlinks among the data dir's `*.json` files are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Symlinks {
+    /// Only links that resolve inside the data dir; any other refuses the start.
+    #[default]
+    Inside,
+    /// Links wherever they lead (`api.follow_symlinks = true`).
+    Follow,
+}
+
+/// One `*.json` file of the data dir: the name it is listed under, and the file to read (the
+/// link's target, resolved once when checked, for a symlink).
+#[derive(Debug)]
+struct JsonFile {
+    listed: PathBuf,
+    read_from: PathBuf,
 }
 
 /// One served file: its records as NDJSON lines, in ascending `time` order.
@@ -196,29 +230,19 @@ fn record_time(path: &Path, index: usize, raw: &RawValue) -> Result<f64, DataErr
     })
 }
 
-/// Loads every `*.json` file of `dir`, sorted by name.
+/// Loads every `*.json` file of `dir`, sorted by name, serving only symlinks that stay
+/// inside it.
 pub fn load_dir(dir: &Path) -> Result<Vec<Dataset>, DataError> {
-    if !dir.is_dir() {
-        return Err(DataError::MissingDir { dir: dir.into() });
-    }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DataError::Io { path, source }
-    };
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path();
-        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
-            paths.push(path);
-        }
-    }
-    if paths.is_empty() {
-        return Err(DataError::EmptyDir { dir: dir.into() });
-    }
-    paths.sort();
-    let mut datasets = Vec::with_capacity(paths.len());
-    for path in paths {
-        let name = path
+    load_dir_with(dir, Symlinks::Inside)
+}
+
+/// [`load_dir`] with a choice of which symlinks to serve.
+pub fn load_dir_with(dir: &Path, symlinks: Symlinks) -> Result<Vec<Dataset>, DataError> {
+    let files = json_files(dir, symlinks)?;
+    let mut datasets = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file
+            .listed
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
@@ -228,14 +252,70 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Dataset>, DataError> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
-            return Err(DataError::BadName { path, name });
+            return Err(DataError::BadName {
+                path: file.listed,
+                name,
+            });
         }
-        let text = std::fs::read(&path).map_err(io(&path))?;
-        let dataset = Dataset::parse(&path, name, &text)?;
-        tracing::info!(file = %path.display(), records = dataset.len(), "loaded");
+        let text = std::fs::read(&file.read_from).map_err(io_error(&file.listed))?;
+        let dataset = Dataset::parse(&file.listed, name, &text)?;
+        tracing::info!(file = %file.listed.display(), records = dataset.len(), "loaded");
         datasets.push(dataset);
     }
     Ok(datasets)
+}
+
+/// The `*.json` files of `dir`, sorted by name, each symlink checked against `symlinks`.
+fn json_files(dir: &Path, symlinks: Symlinks) -> Result<Vec<JsonFile>, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::MissingDir { dir: dir.into() });
+    }
+    // Where the dir really is (it may itself be reached through links): "inside" means under it.
+    let real_dir = std::fs::canonicalize(dir).map_err(io_error(dir))?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let listed = entry.path();
+        if listed.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let is_link = entry.file_type().map_err(io_error(&listed))?.is_symlink();
+        if !is_link {
+            if listed.is_file() {
+                files.push(JsonFile {
+                    read_from: listed.clone(),
+                    listed,
+                });
+            }
+            continue;
+        }
+        // A dangling link is an error, not a file silently left out.
+        let target = std::fs::canonicalize(&listed).map_err(io_error(&listed))?;
+        if symlinks == Symlinks::Inside && !target.starts_with(&real_dir) {
+            return Err(DataError::SymlinkOutside {
+                path: listed,
+                target,
+                dir: real_dir,
+            });
+        }
+        if target.is_file() {
+            tracing::info!(link = %listed.display(), target = %target.display(), "following symlink");
+            files.push(JsonFile {
+                listed,
+                read_from: target,
+            });
+        }
+    }
+    if files.is_empty() {
+        return Err(DataError::EmptyDir { dir: dir.into() });
+    }
+    files.sort_by(|a, b| a.listed.cmp(&b.listed));
+    Ok(files)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
+    let path = path.to_path_buf();
+    move |source| DataError::Io { path, source }
 }
 
 #[cfg(test)]

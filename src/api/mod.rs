@@ -5,12 +5,13 @@
 mod data;
 mod server;
 
-pub use data::{DataError, Dataset, load_dir};
+pub use data::{DataError, Dataset, Symlinks, load_dir, load_dir_with};
 pub use server::{Catalog, serve};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::Limits;
 use crate::settings::ApiSettings;
 
 /// Loads the data dir, binds, and serves until `shutdown` is cancelled.
@@ -23,8 +24,13 @@ pub async fn run(settings: &ApiSettings, shutdown: CancellationToken) -> anyhow:
 /// Loads the data dir and binds, without serving yet: the caller learns the address first.
 pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpListener, Catalog)> {
     let dir = settings.data_dir.clone();
+    let symlinks = if settings.follow_symlinks {
+        Symlinks::Follow
+    } else {
+        Symlinks::Inside
+    };
     // Parsing a large file is CPU work: keep it off the async workers.
-    let datasets = tokio::task::spawn_blocking(move || load_dir(&dir))
+    let datasets = tokio::task::spawn_blocking(move || load_dir_with(&dir, symlinks))
         .await
         .context("loading the data dir panicked")??;
     let listener = tokio::net::TcpListener::bind(settings.bind)
@@ -35,8 +41,31 @@ pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpList
                 settings.bind
             )
         })?;
-    let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay));
+    let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay))
+        .with_limits(limits(settings));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, endpoints = %catalog.paths().join(" "), "serving");
     Ok((listener, catalog))
+}
+
+/// The connection limits `settings` ask for.
+fn limits(settings: &ApiSettings) -> Limits {
+    Limits {
+        max_connections: settings.max_connections,
+        max_connections_per_client: settings.max_connections_per_client,
+        header_timeout: settings.header_timeout(),
+        idle_timeout: settings.idle_timeout(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status server, which has no settings of its own, uses [`Limits::default`]: it must
+    /// be what serve-api gets from its built-in settings.
+    #[test]
+    fn default_limits_are_the_default_settings() {
+        assert_eq!(limits(&ApiSettings::default()), Limits::default());
+    }
 }

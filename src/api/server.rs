@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::data::Dataset;
-use crate::http::{Body, json_response, reject_method};
+use crate::excerpt::Excerpt;
+use crate::http::{Body, Limits, json_response, reject_method};
 
 /// With no delay, lines go out in chunks of about this size: big enough that per-chunk overhead
 /// vanishes, small enough to keep per-client memory flat.
@@ -25,11 +26,13 @@ const MAX_DELAY_SECS: f64 = 3600.0;
 
 pub const STREAM_PREFIX: &str = "/stream_data_";
 
-/// The served files and the default delay.
+/// What serve-api serves and how: the files, the default delay, and the connection limits
+/// ([`Limits::default`] unless [`Catalog::with_limits`] says otherwise).
 #[derive(Debug, Clone)]
 pub struct Catalog {
     datasets: Arc<BTreeMap<String, Arc<Dataset>>>,
     delay: Duration,
+    limits: Limits,
 }
 
 impl Catalog {
@@ -41,7 +44,12 @@ impl Catalog {
         Self {
             datasets: Arc::new(datasets),
             delay,
+            limits: Limits::default(),
         }
+    }
+
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
     }
 
     pub fn paths(&self) -> Vec<String> {
@@ -62,11 +70,12 @@ impl Catalog {
 /// Serves the catalog on `listener` until `shutdown` is cancelled; then every open stream ends
 /// (as an error, see [`Body`]) and the server returns once the connections closed.
 pub async fn serve(listener: TcpListener, catalog: Catalog, shutdown: CancellationToken) {
+    let limits = catalog.limits;
     let route = {
         let shutdown = shutdown.clone();
         move |req: &Request<Incoming>| route(&catalog, req, &shutdown)
     };
-    crate::http::serve(listener, route, shutdown).await;
+    crate::http::serve(listener, route, limits, shutdown).await;
 }
 
 fn route(
@@ -94,7 +103,7 @@ fn route(
         return json_response(
             StatusCode::NOT_FOUND,
             &json!({
-                "error": format!("no endpoint at {path}"),
+                "error": format!("no endpoint at {}", Excerpt(path)),
                 "endpoints": catalog.paths(),
             }),
         );
@@ -125,25 +134,37 @@ impl StreamParams {
         {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
-                "offset" => offset = value.parse().map_err(|_| {
-                    format!("offset={value:?} is not valid: expected a record index from 0 to {len}")
-                })?,
-                "limit" => limit = value.parse().map_err(|_| {
-                    format!("limit={value:?} is not valid: expected a non-negative record count")
-                })?,
-                "delay" => {
-                    delay = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|d| d.is_finite() && (0.0..=MAX_DELAY_SECS).contains(d))
-                        .map(Duration::from_secs_f64)
-                        .ok_or_else(|| {
-                            format!("delay={value:?} is not valid: expected seconds from 0 to {MAX_DELAY_SECS}")
-                        })?
+                "offset" => {
+                    offset = value.parse().map_err(|_| {
+                        format!(
+                            "offset={} is not valid: expected a record index from 0 to {len}",
+                            Excerpt(value)
+                        )
+                    })?
                 }
+                "limit" => {
+                    limit = value.parse().map_err(|_| {
+                        format!(
+                            "limit={} is not valid: expected a non-negative record count",
+                            Excerpt(value)
+                        )
+                    })?
+                }
+                "delay" => delay = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|d| d.is_finite() && (0.0..=MAX_DELAY_SECS).contains(d))
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        format!(
+                            "delay={} is not valid: expected seconds from 0 to {MAX_DELAY_SECS}",
+                            Excerpt(value)
+                        )
+                    })?,
                 other => {
                     return Err(format!(
-                        "unknown query parameter {other:?}: use offset, limit or delay"
+                        "unknown query parameter {}: use offset, limit or delay",
+                        Excerpt(other)
                     ));
                 }
             }

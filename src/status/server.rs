@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Status, metrics};
-use crate::http::{Body, json_response, reject_method, text_response};
+use crate::excerpt::Excerpt;
+use crate::http::{Body, Limits, json_response, reject_method, text_response};
 
 /// The page: plain HTML, CSS and script in one file, no external assets (plants run
 /// air-gapped networks), rendering `/status` every few seconds.
@@ -56,7 +57,12 @@ impl StatusServer {
             let status = status.clone();
             move |req: &Request<Incoming>| route(&status, req)
         };
-        let task = tokio::spawn(crate::http::serve(listener, route, stop.clone()));
+        let task = tokio::spawn(crate::http::serve(
+            listener,
+            route,
+            Limits::default(),
+            stop.clone(),
+        ));
         Ok(Self { addr, stop, task })
     }
 
@@ -111,7 +117,7 @@ fn route(status: &Status, req: &Request<Incoming>) -> Response<Body> {
         "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
         path => json_response(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no endpoint at {path}"), "endpoints": ENDPOINTS}),
+            &json!({"error": format!("no endpoint at {}", Excerpt(path)), "endpoints": ENDPOINTS}),
         ),
     }
 }

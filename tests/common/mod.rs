@@ -14,6 +14,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+pub mod raw_http;
+
 /// Every await on the network in a test is bounded by this.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 

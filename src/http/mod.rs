@@ -1,0 +1,260 @@
+//! The HTTP plumbing shared by the API (`serve-api`) and the status server: an accept loop
+//! with graceful shutdown, the [`Limits`] that keep a server answering whatever its clients
+//! do, and small response builders. Routing stays with each server.
+//!
+//! What one client can hold, and for how long:
+//! * connections: at most `max_connections_per_client` of the server's `max_connections`
+//!   ([`clients`]); more are refused at once with a `503`. When the whole cap is in use, new
+//!   clients wait in the listen backlog until a connection closes.
+//! * a connection without a complete request head: `header_timeout`, counted from connect and
+//!   again from the end of each response. That is hyper's `header_read_timeout`, which (hyper
+//!   1.12, `proto/h1/conn.rs`) is armed as soon as the connection waits for a request, not at
+//!   its first byte: so it also closes a kept-alive connection left idle between requests.
+//! * a response it does not read: `idle_timeout` ([`stall`]).
+//! * a request head: hyper's read buffer (~400 KiB, then `431`) and 100 header fields.
+//!   Request bodies are never read: after the response, hyper drains what already arrived
+//!   and otherwise closes the connection.
+
+mod clients;
+mod stall;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::excerpt::Excerpt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use clients::{Clients, Refused, Slot};
+use stall::StallGuard;
+
+/// How much of a server its clients may hold. The default is serve-api's built-in `api.*`
+/// values; the status server always uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once. Each costs one small task; the cap stops a runaway client
+    /// from exhausting file descriptors. Further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Connections one client (an IPv4 address or an IPv6 /64) may hold at once.
+    pub max_connections_per_client: usize,
+    /// How long a connection may go without a complete request head, from connect and from
+    /// the end of each response.
+    pub header_timeout: Duration,
+    /// How long a response may wait on a client that reads none of it.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 4,096 connections, 256 per client: one client (or one buggy loop) takes a sixteenth at
+    /// most. 10 s for a request head: a real client sends it in one packet, and 10 s is what
+    /// an idle kept-alive connection may cost. 300 s for a stuck response: above the
+    /// producer's `retry_deadline` (120 s), during which it stops reading while the broker is
+    /// away, so our own producer is never cut.
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How long open connections get to close after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A response body that may fail mid-way (a stream cut by shutdown ends as an error, so the
+/// client sees a truncated response rather than a clean end).
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// What every connection of one server shares.
+#[derive(Clone)]
+struct Shared<R> {
+    route: R,
+    http: Arc<http1::Builder>,
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+/// What a live connection holds until it closes: its place under the cap and its client's.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
+}
+
+/// Serves HTTP/1 on `listener`, answering each request with `route` within `limits`, until
+/// `shutdown` is cancelled; then stops accepting, asks open connections to finish, and returns
+/// once they closed (or after a short grace period).
+pub async fn serve<R>(listener: TcpListener, route: R, limits: Limits, shutdown: CancellationToken)
+where
+    R: Fn(&Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
+{
+    let connections = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Clients::new(limits.max_connections_per_client);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let shared = Shared {
+        route,
+        http: Arc::new(http),
+        idle_timeout: limits.idle_timeout,
+        shutdown: shutdown.clone(),
+    };
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore never closes"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = accept(&listener) => accepted,
+        };
+        match clients.admit(peer.ip()) {
+            Ok(slot) => {
+                let held = Held {
+                    _permit: permit,
+                    _slot: slot,
+                };
+                connections.spawn(serve_connection(shared.clone(), stream, peer, held));
+            }
+            Err(refused) => refuse(&stream, refused),
+        }
+    }
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// The next connection. Accept errors (out of descriptors, a reset during the handshake) are
+/// not fatal for the server: logged, and retried shortly.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, it outstays a limit, or shutdown.
+async fn serve_connection<R>(shared: Shared<R>, stream: TcpStream, peer: SocketAddr, held: Held)
+where
+    R: Fn(&Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
+{
+    let _held = held;
+    let _ = stream.set_nodelay(true);
+    let route = shared.route;
+    let service = hyper::service::service_fn(move |req| {
+        let response = route(&req);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let io = StallGuard::new(TokioIo::new(stream), shared.idle_timeout);
+    let conn = shared.http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// Tells a client over its share why it is refused, then closes the connection. Best effort:
+/// one write that never waits (the response is far smaller than a socket buffer); a client
+/// whose request already arrived may see a reset instead.
+fn refuse(stream: &TcpStream, refused: Refused) {
+    let Refused {
+        client,
+        max_per_client,
+        first,
+    } = refused;
+    if first {
+        tracing::warn!(
+            %client,
+            max_per_client,
+            "refusing connections from {client}: it holds {max_per_client}, the most one client may, \
+             until it closes some (serve-api: raise api.max_connections_per_client if it is legitimate)"
+        );
+    } else {
+        tracing::debug!(%client, "refused a connection over the per-client maximum");
+    }
+    let body = json_body(&serde_json::json!({
+        "error": format!(
+            "too many connections from {client}: at most {max_per_client} at once; close some and retry"
+        )
+    }));
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+}
+
+/// `405` for anything but GET and HEAD, which is all our servers answer.
+pub fn reject_method(req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return None;
+    }
+    let mut response = json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &serde_json::json!({"error": format!("method {} is not allowed: use GET", Excerpt(req.method().as_str()))}),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, "GET, HEAD".parse().expect("valid header"));
+    Some(response)
+}
+
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    text_response(status, "application/json", json_body(body))
+}
+
+/// `body` as one line of JSON.
+fn json_body(body: &impl serde::Serialize) -> String {
+    let mut text = serde_json::to_string(body).expect("response bodies serialize");
+    text.push('\n');
+    text
+}
+
+/// A complete body of `content_type`, never cached (every answer is the state of the moment).
+pub fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    text: impl Into<Bytes>,
+) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .header(CACHE_CONTROL, "no-store")
+        .body(
+            Full::new(text.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("valid response")
+}
