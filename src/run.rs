@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consume::{self, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary};
 use crate::produce::{self, ProduceOptions};
-use crate::settings::Settings;
+use crate::settings::{Settings, Trigger};
 use crate::status::Status;
 
 pub struct RunOptions {
@@ -93,7 +93,7 @@ pub async fn run(
     if drain && consumer_error.is_none() {
         // One last pass takes whatever arrived after the consumers' last batch.
         let mut settings = settings.clone();
-        settings.consumer.trigger = "available-now".into();
+        settings.consumer.trigger = Trigger::AvailableNow;
         settings.consumer.max_offsets_per_trigger = 0;
         match consume::run(&settings, &parquet, status, shutdown.clone()).await {
             Ok(summaries) => consumed.extend(summaries),

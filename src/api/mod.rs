@@ -35,7 +35,7 @@ pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpList
                 settings.bind
             )
         })?;
-    let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay));
+    let catalog = Catalog::new(datasets, settings.delay.duration());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, endpoints = %catalog.paths().join(" "), "serving");
     Ok((listener, catalog))
