@@ -332,7 +332,9 @@ fn setting_flags(command: &clap::Command, matches: &ArgMatches, sources: &mut Se
         {
             continue;
         }
-        let given = matches.get_raw(key).and_then(|mut values| values.next_back());
+        let given = matches
+            .get_raw(key)
+            .and_then(|mut values| values.next_back());
         if let (Some(value), Some(flag)) = (given, arg.get_long()) {
             sources.set(key, &value.to_string_lossy(), flag);
         }
