@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use tracing_subscriber::EnvFilter;
 
 use factorypal::cli::{Cli, Command, CommandLine, ConfigCommand};
-use factorypal::cli::{LogFormat, SinkArg};
+use factorypal::cli::{ConsumeArgs, LogFormat, ProduceArgs, SinkArg};
 use factorypal::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use factorypal::produce::{self, ProduceError, ProduceOptions};
 use factorypal::settings::{Settings, SettingsError, SettingsSources};
@@ -63,12 +63,7 @@ fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
             Command::ServeApi(_) => api::run(&settings.api, shutdown::install()).await,
             Command::Admin(command) => Ok(admin::run(&settings, command).await?),
             Command::Produce(args) => {
-                let options = ProduceOptions {
-                    sources: args.sources.clone(),
-                    all: args.all,
-                    create_topics: args.create_topics,
-                    resume: args.resume,
-                };
+                let options = produce_options(args);
                 let status = Status::new("produce");
                 let work = produce::run(&settings, &options, &status, shutdown::install());
                 serve_while(status_bind, &status, work).await?;
@@ -83,22 +78,7 @@ fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
                 serve_while(status_bind, &status, work).await
             }
             Command::Consume(args) => {
-                let partitions = match (&args.partitions, &args.instance) {
-                    (Some(list), _) => PartitionSelection::List(list.clone()),
-                    (None, Some(instance)) => PartitionSelection::parse_instance(instance)
-                        .map_err(|why| UsageError(format!("--instance {instance}: {why}")))?,
-                    (None, None) => PartitionSelection::All,
-                };
-                let options = ConsumeOptions {
-                    sink: match args.sink {
-                        SinkArg::Parquet => SinkKind::Parquet,
-                        SinkArg::Console => SinkKind::Console,
-                    },
-                    topics: args.topics.clone(),
-                    partitions,
-                    print_summaries: true,
-                    overwrite: args.overwrite,
-                };
+                let options = consume_options(args)?;
                 let status = Status::new("consume");
                 let work = consume::run(&settings, &options, &status, shutdown::install());
                 serve_while(status_bind, &status, work).await?;
@@ -121,6 +101,36 @@ fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
             }
             Command::Completions { .. } => Ok(()), // printed above, before the settings load
         }
+    })
+}
+
+/// What `produce` was asked for, beyond the settings.
+fn produce_options(args: &ProduceArgs) -> ProduceOptions {
+    ProduceOptions {
+        sources: args.sources.clone(),
+        all: args.all,
+        create_topics: args.create_topics,
+        resume: args.resume,
+    }
+}
+
+/// What `consume` was asked for, beyond the settings; a bad `--instance` is a usage error.
+fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, UsageError> {
+    let partitions = match (&args.partitions, &args.instance) {
+        (Some(list), _) => PartitionSelection::List(list.clone()),
+        (None, Some(instance)) => PartitionSelection::parse_instance(instance)
+            .map_err(|why| UsageError(format!("--instance {instance}: {why}")))?,
+        (None, None) => PartitionSelection::All,
+    };
+    Ok(ConsumeOptions {
+        sink: match args.sink {
+            SinkArg::Parquet => SinkKind::Parquet,
+            SinkArg::Console => SinkKind::Console,
+        },
+        topics: args.topics.clone(),
+        partitions,
+        print_summaries: true,
+        overwrite: args.overwrite,
     })
 }
 
