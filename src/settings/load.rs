@@ -254,7 +254,7 @@ impl Origins<'_> {
             ),
             Some(flag) if flag.starts_with(FLAG_ORIGIN) => flag.to_string(),
             Some(_) => format!("config file {}", self.file_label),
-            None => "the merged settings".to_string(),
+            None => "the built-in defaults".to_string(),
         }
     }
 
