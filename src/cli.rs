@@ -1,9 +1,16 @@
 //! Command-line definitions (clap). Parsing only: no I/O happens here.
+//!
+//! A flag that sets a setting has the setting's dotted key as its clap id
+//! (`#[arg(long = "bind", id = "api.bind")]`), and [`CommandLine::parse`] turns every such
+//! flag given into an override of that key: the one place flags meet settings. The flags go in
+//! as the top layer of the settings, so `config show` shows what wins and a bad value is
+//! refused like any other, naming the flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::settings::SettingsSources;
 
@@ -23,7 +30,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap brokers, overriding `kafka.bootstrap`.
-    #[arg(long, global = true, value_name = "HOST:PORT[,HOST:PORT]")]
+    #[arg(
+        long = "bootstrap",
+        id = "kafka.bootstrap",
+        global = true,
+        value_name = "HOST:PORT[,HOST:PORT]"
+    )]
     pub bootstrap: Option<String>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -90,13 +102,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ServeApiArgs {
     /// Address to listen on (`api.bind`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long = "bind", id = "api.bind", value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
     /// Directory of JSON files to serve (`api.data_dir`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "data-dir", id = "api.data_dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Seconds between records (`api.delay`); 0 streams as fast as the client reads.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long = "delay", id = "api.delay", value_name = "SECS")]
     pub delay: Option<f64>,
 }
 
@@ -113,7 +125,7 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub all: bool,
     /// Base URL for sources given as a path (`producer.api_url`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long = "api-url", id = "producer.api_url", value_name = "URL")]
     pub api_url: Option<String>,
     /// Create missing topics with the [admin] defaults instead of failing.
     #[arg(long)]
@@ -132,7 +144,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub until_drained: bool,
     /// Seconds between records of the built-in API (`api.delay`).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long = "delay", id = "api.delay", value_name = "SECS")]
     pub delay: Option<f64>,
     #[command(flatten)]
     pub status: StatusArgs,
@@ -142,7 +154,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Serve a live status page (/, /status, /metrics) on this address (`status.bind`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long = "status-bind", id = "status.bind", value_name = "ADDR")]
     pub status_bind: Option<SocketAddr>,
 }
 
@@ -161,22 +173,34 @@ pub struct ConsumeArgs {
     #[arg(long, value_delimiter = ',', value_name = "TOPIC,...")]
     pub topics: Option<Vec<String>>,
     /// Output root (`consumer.output`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "output", id = "consumer.output", value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Checkpoint root (`consumer.checkpoint`; default OUTPUT/TOPIC/_checkpoint).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "checkpoint", id = "consumer.checkpoint", value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
     /// `10s`, `500ms`, `1m`, or `available-now` (`consumer.trigger`).
-    #[arg(long)]
+    #[arg(long = "trigger", id = "consumer.trigger", value_name = "TRIGGER")]
     pub trigger: Option<String>,
     /// New records per topic per batch, 0 = unlimited (`consumer.max_offsets_per_trigger`).
-    #[arg(long, value_name = "N")]
+    #[arg(
+        long = "max-offsets-per-trigger",
+        id = "consumer.max_offsets_per_trigger",
+        value_name = "N"
+    )]
     pub max_offsets_per_trigger: Option<u64>,
     /// Rows per Parquet file (`consumer.max_records_per_file`).
-    #[arg(long, value_name = "N")]
+    #[arg(
+        long = "max-records-per-file",
+        id = "consumer.max_records_per_file",
+        value_name = "N"
+    )]
     pub max_records_per_file: Option<u64>,
     /// Where to start without a checkpoint: earliest or latest (`consumer.starting_offsets`).
-    #[arg(long, value_name = "earliest|latest")]
+    #[arg(
+        long = "starting-offsets",
+        id = "consumer.starting_offsets",
+        value_name = "earliest|latest"
+    )]
     pub starting_offsets: Option<String>,
     /// Consume only these partitions of each topic.
     #[arg(
@@ -204,10 +228,14 @@ pub enum AdminCommand {
     CreateTopic {
         name: String,
         /// Partition count (`admin.partitions`).
-        #[arg(long)]
+        #[arg(long = "partitions", id = "admin.partitions", value_name = "N")]
         partitions: Option<i32>,
         /// Replication factor (`admin.replication_factor`).
-        #[arg(long)]
+        #[arg(
+            long = "replication-factor",
+            id = "admin.replication_factor",
+            value_name = "N"
+        )]
         replication_factor: Option<i16>,
         /// Succeed without change when the topic already exists.
         #[arg(long)]
@@ -261,65 +289,60 @@ pub enum ConfigCommand {
     Show,
 }
 
-impl StatusArgs {
-    fn bind(&self) -> Option<String> {
-        self.status_bind.map(|a| a.to_string())
+/// A parsed command line: what to do, and the settings layers it asks for.
+#[derive(Debug)]
+pub struct CommandLine {
+    pub cli: Cli,
+    /// `--config` and every flag that sets a setting.
+    pub settings: SettingsSources,
+}
+
+impl CommandLine {
+    /// Parses the process's arguments; prints help, version or a usage error and exits as
+    /// clap does (exit code 2 for an error).
+    pub fn parse() -> Self {
+        Self::try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = Cli::command();
+        let matches = command.clone().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+        let mut settings = SettingsSources {
+            config_file: cli.global.config.clone(),
+            overrides: Vec::new(),
+        };
+        setting_flags(&command, &matches, &mut settings);
+        Ok(Self { cli, settings })
     }
 }
 
-impl Cli {
-    /// The settings layers this command line asks for: the config file and the flags that
-    /// override settings keys.
-    pub fn settings_sources(&self) -> SettingsSources {
-        let mut sources = SettingsSources {
-            config_file: self.global.config.clone(),
-            overrides: Vec::new(),
-        };
-        sources.set_opt("kafka.bootstrap", self.global.bootstrap.clone());
-        match &self.command {
-            Command::ServeApi(args) => {
-                sources.set_opt("api.bind", args.bind.map(|a| a.to_string()));
-                sources.set_opt(
-                    "api.data_dir",
-                    args.data_dir.as_ref().map(|d| d.display().to_string()),
-                );
-                sources.set_opt("api.delay", args.delay);
-            }
-            Command::Produce(args) => {
-                sources.set_opt("producer.api_url", args.api_url.clone());
-                sources.set_opt("status.bind", args.status.bind());
-            }
-            Command::Run(args) => {
-                sources.set_opt("api.delay", args.delay);
-                sources.set_opt("status.bind", args.status.bind());
-            }
-            Command::Consume(args) => {
-                sources.set_opt("status.bind", args.status.bind());
-                let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-                sources.set_opt("consumer.output", path(&args.output));
-                sources.set_opt("consumer.checkpoint", path(&args.checkpoint));
-                sources.set_opt("consumer.trigger", args.trigger.clone());
-                sources.set_opt(
-                    "consumer.max_offsets_per_trigger",
-                    args.max_offsets_per_trigger,
-                );
-                sources.set_opt("consumer.max_records_per_file", args.max_records_per_file);
-                sources.set_opt("consumer.starting_offsets", args.starting_offsets.clone());
-            }
-            Command::Admin(AdminCommand::CreateTopic {
-                partitions,
-                replication_factor,
-                ..
-            }) => {
-                sources.set_opt("admin.partitions", partitions.map(i64::from));
-                sources.set_opt(
-                    "admin.replication_factor",
-                    replication_factor.map(i64::from),
-                );
-            }
-            _ => {}
+/// Every flag given on the command line whose id is a settings key (it has a dot), from the
+/// top-level command down through the chosen subcommands, each key once (a global flag shows
+/// at every level).
+fn setting_flags(command: &clap::Command, matches: &ArgMatches, sources: &mut SettingsSources) {
+    for arg in command.get_arguments() {
+        let key = arg.get_id().as_str();
+        let seen = sources.overrides.iter().any(|o| o.key == key);
+        if !key.contains('.') || seen || matches.value_source(key) != Some(ValueSource::CommandLine)
+        {
+            continue;
         }
-        sources
+        let given = matches
+            .get_raw(key)
+            .and_then(|mut values| values.next_back());
+        if let (Some(value), Some(flag)) = (given, arg.get_long()) {
+            sources.set(key, &value.to_string_lossy(), flag);
+        }
+    }
+    if let Some((name, sub_matches)) = matches.subcommand()
+        && let Some(sub) = command.find_subcommand(name)
+    {
+        setting_flags(sub, sub_matches, sources);
     }
 }
 
@@ -344,5 +367,109 @@ mod tests {
         }
         let cli = Cli::command();
         check(&cli, "factorypal");
+    }
+
+    /// Every flag id with a dot is a real settings key, so a typo cannot silently map a flag
+    /// to nothing (the settings would refuse the unknown key only when the flag is given).
+    #[test]
+    fn every_setting_flag_names_a_real_key() {
+        fn check(command: &clap::Command, keys: &[String], found: &mut usize) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id.contains('.') {
+                    assert!(keys.iter().any(|k| k == id), "flag id {id} is no setting");
+                    assert!(arg.get_long().is_some(), "{id} has no long flag");
+                    *found += 1;
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, keys, found);
+            }
+        }
+        let mut found = 0;
+        check(
+            &Cli::command(),
+            &crate::settings::Settings::keys(),
+            &mut found,
+        );
+        assert!(found >= 15, "only {found} setting flags");
+    }
+
+    fn overrides(args: &[&str]) -> Vec<(String, String, String)> {
+        let parsed = CommandLine::try_parse_from(args).unwrap();
+        parsed
+            .settings
+            .overrides
+            .into_iter()
+            .map(|o| (o.key, o.value, o.flag))
+            .collect()
+    }
+
+    fn set(key: &str, value: &str, flag: &str) -> (String, String, String) {
+        (key.into(), value.into(), flag.into())
+    }
+
+    #[test]
+    fn flags_become_overrides_of_their_keys_as_typed() {
+        assert_eq!(
+            overrides(&[
+                "factorypal",
+                "serve-api",
+                "--bind",
+                "127.0.0.1:1",
+                "--delay",
+                "0.50"
+            ]),
+            [
+                set("api.bind", "127.0.0.1:1", "bind"),
+                set("api.delay", "0.50", "delay")
+            ]
+        );
+        // A global flag counts wherever it is given; flags not given set nothing.
+        for args in [
+            &[
+                "factorypal",
+                "--bootstrap",
+                "b:1",
+                "consume",
+                "--trigger",
+                "1m",
+            ][..],
+            &[
+                "factorypal",
+                "consume",
+                "--trigger",
+                "1m",
+                "--bootstrap",
+                "b:1",
+            ][..],
+        ] {
+            assert_eq!(
+                overrides(args),
+                [
+                    set("kafka.bootstrap", "b:1", "bootstrap"),
+                    set("consumer.trigger", "1m", "trigger")
+                ],
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            overrides(&[
+                "factorypal",
+                "admin",
+                "create-topic",
+                "t",
+                "--partitions",
+                "4"
+            ]),
+            [set("admin.partitions", "4", "partitions")]
+        );
+        assert_eq!(overrides(&["factorypal", "run", "--until-drained"]), []);
+        let parsed =
+            CommandLine::try_parse_from(["factorypal", "--config", "x.toml", "config", "show"]);
+        assert_eq!(
+            parsed.unwrap().settings.config_file,
+            Some(PathBuf::from("x.toml"))
+        );
     }
 }

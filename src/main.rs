@@ -5,19 +5,19 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use tracing_subscriber::EnvFilter;
 
-use factorypal::cli::{Cli, Command, ConfigCommand};
-use factorypal::cli::{LogFormat, SinkArg};
+use factorypal::cli::{Cli, Command, CommandLine, ConfigCommand};
+use factorypal::cli::{ConsumeArgs, LogFormat, ProduceArgs, SinkArg};
 use factorypal::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use factorypal::produce::{self, ProduceError, ProduceOptions};
-use factorypal::settings::{Settings, SettingsError};
+use factorypal::settings::{Settings, SettingsError, SettingsSources};
 use factorypal::status::{Status, server::serve_while};
 use factorypal::{admin, api, gen_data, kafka, shutdown};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let CommandLine { cli, settings } = CommandLine::parse();
     if matches!(
         cli.command,
         Command::Consume(_) | Command::Produce(_) | Command::Run(_)
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         purge_freed_memory_at_once();
     }
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
-    match run(cli) {
+    match run(cli, &settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", describe(&err));
@@ -48,14 +48,14 @@ fn describe(err: &anyhow::Error) -> String {
     text
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
     if let Command::Completions { shell } = cli.command {
         // Needs no settings: works even where the config is broken.
         let mut command = Cli::command();
         clap_complete::generate(shell, &mut command, "factorypal", &mut std::io::stdout());
         return Ok(());
     }
-    let settings = Settings::load(&cli.settings_sources())?;
+    let settings = Settings::load(sources)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let status_bind = settings.status.bind_addr();
     runtime.block_on(async move {
@@ -63,12 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::ServeApi(_) => api::run(&settings.api, shutdown::install()).await,
             Command::Admin(command) => Ok(admin::run(&settings, command).await?),
             Command::Produce(args) => {
-                let options = ProduceOptions {
-                    sources: args.sources.clone(),
-                    all: args.all,
-                    create_topics: args.create_topics,
-                    resume: args.resume,
-                };
+                let options = produce_options(args);
                 let status = Status::new("produce");
                 let work = produce::run(&settings, &options, &status, shutdown::install());
                 serve_while(status_bind, &status, work).await?;
@@ -83,22 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 serve_while(status_bind, &status, work).await
             }
             Command::Consume(args) => {
-                let partitions = match (&args.partitions, &args.instance) {
-                    (Some(list), _) => PartitionSelection::List(list.clone()),
-                    (None, Some(instance)) => PartitionSelection::parse_instance(instance)
-                        .map_err(|why| UsageError(format!("--instance {instance}: {why}")))?,
-                    (None, None) => PartitionSelection::All,
-                };
-                let options = ConsumeOptions {
-                    sink: match args.sink {
-                        SinkArg::Parquet => SinkKind::Parquet,
-                        SinkArg::Console => SinkKind::Console,
-                    },
-                    topics: args.topics.clone(),
-                    partitions,
-                    print_summaries: true,
-                    overwrite: args.overwrite,
-                };
+                let options = consume_options(args)?;
                 let status = Status::new("consume");
                 let work = consume::run(&settings, &options, &status, shutdown::install());
                 serve_while(status_bind, &status, work).await?;
@@ -116,11 +96,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Config(ConfigCommand::Show) => {
-                print!("{}", settings.to_toml());
+                print!("{}", settings.to_toml()?);
                 Ok(())
             }
             Command::Completions { .. } => Ok(()), // printed above, before the settings load
         }
+    })
+}
+
+/// What `produce` was asked for, beyond the settings.
+fn produce_options(args: &ProduceArgs) -> ProduceOptions {
+    ProduceOptions {
+        sources: args.sources.clone(),
+        all: args.all,
+        create_topics: args.create_topics,
+        resume: args.resume,
+    }
+}
+
+/// What `consume` was asked for, beyond the settings; a bad `--instance` is a usage error.
+fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, UsageError> {
+    let partitions = match (&args.partitions, &args.instance) {
+        (Some(list), _) => PartitionSelection::List(list.clone()),
+        (None, Some(instance)) => PartitionSelection::parse_instance(instance)
+            .map_err(|why| UsageError(format!("--instance {instance}: {why}")))?,
+        (None, None) => PartitionSelection::All,
+    };
+    Ok(ConsumeOptions {
+        sink: match args.sink {
+            SinkArg::Parquet => SinkKind::Parquet,
+            SinkArg::Console => SinkKind::Console,
+        },
+        topics: args.topics.clone(),
+        partitions,
+        print_summaries: true,
+        overwrite: args.overwrite,
     })
 }
 

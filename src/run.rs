@@ -4,14 +4,24 @@
 //! As a daemon it runs until SIGINT/SIGTERM; with `--until-drained` it stops once every source
 //! stream has ended and everything produced is committed to Parquet: the producers finish, the
 //! running consumers finish their batch, and one last `available-now` pass drains the rest.
+//!
+//! A failure stops the whole run at once: when a producer source or a consumer topic fails,
+//! the producers stop reading and write what they read, the consumers commit the batch they
+//! hold, the API stops, and the run exits with that first failure. What the stop makes fail
+//! afterwards is logged, not reported in its place.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{self, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary};
-use crate::produce::{self, ProduceOptions};
-use crate::settings::Settings;
+use crate::consume::{
+    self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary,
+};
+use crate::produce::{self, ProduceError, ProduceOptions, SourceSummary};
+use crate::settings::{Settings, Trigger};
 use crate::status::Status;
 
 pub struct RunOptions {
@@ -24,96 +34,23 @@ pub async fn run(
     status: &Status,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let started = Instant::now();
     let mut settings = settings.clone();
-    let started = std::time::Instant::now();
-
     // The API first, so the producers have something to read.
-    let api_stop = shutdown.child_token();
-    let api = start_api(&mut settings, api_stop.clone()).await?;
+    let api = BuiltInApi::start(&mut settings, &shutdown).await?;
     create_consumed_topics(&settings).await?;
 
-    let consumers_stop = shutdown.child_token();
-    let parquet = ConsumeOptions {
-        sink: SinkKind::Parquet,
-        topics: None,
-        partitions: PartitionSelection::All,
-        print_summaries: false, // one line per topic for both phases, below
-        overwrite: false,
-    };
-    let mut consumers = tokio::spawn({
-        let (settings, parquet, stop) = (settings.clone(), parquet.clone(), consumers_stop.clone());
-        let status = status.clone();
-        async move { consume::run(&settings, &parquet, &status, stop).await }
-    });
-    let produce_options = ProduceOptions {
-        sources: Vec::new(),
-        all: true,
-        create_topics: true,
-        resume: true,
-    };
-    // Consumers end on their own only when one fails; then the producers stop too, rather
-    // than fill topics nobody reads.
-    let producers_stop = shutdown.child_token();
-    let producing = produce::run(&settings, &produce_options, status, producers_stop.clone());
-    tokio::pin!(producing);
-    let mut consumers_ended = None;
-    let produced = tokio::select! {
-        produced = &mut producing => produced,
-        ended = &mut consumers => {
-            consumers_ended = Some(ended);
-            producers_stop.cancel();
-            producing.await
-        }
-    };
-    if consumers_ended.is_none() && produced.is_ok() && !options.until_drained {
-        // A daemon keeps consuming what arrives until it is told to stop.
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            ended = &mut consumers => consumers_ended = Some(ended),
-        }
+    let mut outcome = run_pipeline(&settings, status, options.until_drained, &shutdown).await;
+    if options.until_drained && outcome.may_drain() && !shutdown.is_cancelled() {
+        outcome.consumers_ended(drain(&settings, status, &shutdown).await);
     }
-    let consumer_failed_first = consumers_ended.is_some();
-    let drain = options.until_drained
-        && produced.is_ok()
-        && !consumer_failed_first
-        && !shutdown.is_cancelled();
-
-    // Everything is in Kafka (or we are stopping): the running consumers finish their batch.
-    consumers_stop.cancel();
-    let ended = match consumers_ended {
-        Some(ended) => ended,
-        None => consumers.await,
-    };
-    let mut consumed = Vec::new();
-    let mut consumer_error: Option<anyhow::Error> = None;
-    match ended.context("consumer task panicked")? {
-        Ok(summaries) => consumed.extend(summaries),
-        Err(error) => consumer_error = Some(error.into()),
-    }
-    if drain && consumer_error.is_none() {
-        // One last pass takes whatever arrived after the consumers' last batch.
-        let mut settings = settings.clone();
-        settings.consumer.trigger = "available-now".into();
-        settings.consumer.max_offsets_per_trigger = 0;
-        match consume::run(&settings, &parquet, status, shutdown.clone()).await {
-            Ok(summaries) => consumed.extend(summaries),
-            Err(error) => consumer_error = Some(error.into()),
-        }
-    }
-    for summary in TopicSummary::combine(consumed) {
+    for summary in TopicSummary::combine(std::mem::take(&mut outcome.consumed)) {
         println!("{summary}");
     }
-    api_stop.cancel();
     if let Some(api) = api {
-        api.await.context("API task panicked")?;
+        api.stop().await?;
     }
-    // The error that stopped the pipeline first is the one to report.
-    match (consumer_error, produced) {
-        (Some(error), _) if consumer_failed_first => return Err(error),
-        (_, Err(error)) => return Err(error.into()),
-        (Some(error), Ok(_)) => return Err(error),
-        (None, Ok(_)) => {}
-    }
+    outcome.into_result()?;
     println!(
         "pipeline finished in {:.2} s",
         started.elapsed().as_secs_f64()
@@ -121,21 +58,166 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts the built-in API unless `api.enabled` is off, and points the producers at it.
-async fn start_api(
-    settings: &mut Settings,
-    stop: CancellationToken,
-) -> anyhow::Result<Option<JoinHandle<()>>> {
-    if !settings.api.enabled {
-        return Ok(None);
+/// How the producers and consumers ended.
+#[derive(Default)]
+struct Outcome {
+    /// The first failure, the one that stopped the run.
+    error: Option<anyhow::Error>,
+    /// Every source's stream ended before anything stopped the producers.
+    streams_ended: bool,
+    /// Every consumer pass's per-topic summaries.
+    consumed: Vec<TopicSummary>,
+}
+
+impl Outcome {
+    /// `stopped`: the producers had been told to stop before they ended.
+    fn producers_ended(&mut self, ended: Result<Vec<SourceSummary>, ProduceError>, stopped: bool) {
+        match ended {
+            Ok(_) => self.streams_ended = !stopped,
+            Err(error) => self.failed("a producer source", error.into()),
+        }
     }
-    let (listener, catalog) = crate::api::bind(&settings.api).await?;
-    let addr = listener.local_addr()?;
-    // Our own producers reach it on loopback whatever address it is bound to.
-    settings.producer.api_url = format!("http://127.0.0.1:{}", addr.port());
-    Ok(Some(tokio::spawn(crate::api::serve(
-        listener, catalog, stop,
-    ))))
+
+    fn consumers_ended(&mut self, ended: Result<Vec<TopicSummary>, ConsumeError>) {
+        match ended {
+            Ok(summaries) => self.consumed.extend(summaries),
+            Err(error) => self.failed("a consumer topic", error.into()),
+        }
+    }
+
+    /// Keeps the first failure, to report; a later one is the stop's echo or a consequence,
+    /// logged only. (The failing part logs its error itself, and `main` prints the first.)
+    fn failed(&mut self, what: &str, error: anyhow::Error) {
+        if self.error.is_some() {
+            tracing::warn!(error = %format!("{error:#}"), "{what} also failed while the run stopped");
+        } else {
+            tracing::warn!(
+                "{what} failed: stopping the run once the others have written and committed what they hold"
+            );
+            self.error = Some(error);
+        }
+    }
+
+    /// Whether a last pass may take what the consumers have not: everything was produced and
+    /// nothing failed.
+    fn may_drain(&self) -> bool {
+        self.streams_ended && self.error.is_none()
+    }
+
+    fn into_result(self) -> anyhow::Result<()> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+/// Produces every source and consumes every topic until the streams end (`until_drained`),
+/// a shutdown, or the first failure, which stops the other side too.
+async fn run_pipeline(
+    settings: &Settings,
+    status: &Status,
+    until_drained: bool,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let stop = shutdown.child_token();
+    let mut outcome = Outcome::default();
+    let (every_source, parquet) = (produce_every_source(), into_parquet());
+    let producing = produce::run(settings, &every_source, status, stop.clone());
+    let consuming = consume::run(settings, &parquet, status, stop.clone());
+    tokio::pin!(producing, consuming);
+    tokio::select! {
+        produced = &mut producing => {
+            outcome.producers_ended(produced, stop.is_cancelled());
+            if until_drained || outcome.error.is_some() {
+                stop.cancel(); // the consumers finish their batch
+            }
+            // A daemon keeps consuming what arrives until it is told to stop or fails.
+            outcome.consumers_ended(consuming.await);
+        }
+        consumed = &mut consuming => {
+            // Consumers end on their own only when one fails (or on an `available-now`
+            // trigger): the producers stop too, rather than fill topics nobody reads.
+            outcome.consumers_ended(consumed);
+            stop.cancel();
+            outcome.producers_ended(producing.await, true);
+        }
+    }
+    outcome
+}
+
+/// One last `available-now` pass over every topic, for what arrived after the running
+/// consumers' last batch.
+async fn drain(
+    settings: &Settings,
+    status: &Status,
+    shutdown: &CancellationToken,
+) -> Result<Vec<TopicSummary>, ConsumeError> {
+    let mut settings = settings.clone();
+    settings.consumer.trigger = Trigger::AvailableNow;
+    settings.consumer.max_offsets_per_trigger = 0;
+    consume::run(&settings, &into_parquet(), status, shutdown.clone()).await
+}
+
+/// Every source, topics created if missing, resumed (so a restart neither repeats nor skips).
+fn produce_every_source() -> ProduceOptions {
+    ProduceOptions {
+        sources: Vec::new(),
+        all: true,
+        create_topics: true,
+        resume: true,
+    }
+}
+
+/// Every topic with a schema, into Parquet.
+fn into_parquet() -> ConsumeOptions {
+    ConsumeOptions {
+        sink: SinkKind::Parquet,
+        topics: None,
+        partitions: PartitionSelection::All,
+        print_summaries: false, // one line per topic for both passes, at the end
+        overwrite: false,
+    }
+}
+
+/// The API served from within `run`.
+struct BuiltInApi {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl BuiltInApi {
+    /// Starts the API unless `api.enabled` is off, and points the producers at the address it
+    /// is bound to.
+    async fn start(
+        settings: &mut Settings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Self>> {
+        if !settings.api.enabled {
+            return Ok(None);
+        }
+        let (listener, catalog) = crate::api::bind(&settings.api).await?;
+        let bound = listener
+            .local_addr()
+            .context("reading the address the API is bound to")?;
+        settings.producer.api_url = format!("http://{}", reachable(bound));
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(crate::api::serve(listener, catalog, stop.clone()));
+        Ok(Some(Self { stop, task }))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("API task panicked")
+    }
+}
+
+/// Where a client on this host reaches a listener bound to `bound`: the address itself, or
+/// for an unspecified one (`0.0.0.0`, `[::]`) the loopback of the same family.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
 }
 
 /// Producers create their missing topics themselves; consumers need theirs to exist first.
@@ -154,4 +236,20 @@ async fn create_consumed_topics(settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("creating topic {topic}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_reach_the_api_where_it_is_bound() {
+        let reach = |bound: &str| reachable(bound.parse().unwrap()).to_string();
+        assert_eq!(reach("0.0.0.0:5000"), "127.0.0.1:5000");
+        assert_eq!(reach("[::]:5000"), "[::1]:5000");
+        assert_eq!(reach("10.0.0.5:5000"), "10.0.0.5:5000");
+        assert_eq!(reach("127.0.0.2:41000"), "127.0.0.2:41000");
+        assert_eq!(reach("[::1]:5000"), "[::1]:5000");
+        assert_eq!(reach("[fe80::1]:80"), "[fe80::1]:80");
+    }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{factorypal, stderr, stdout};
+use factorypal::settings::Settings;
 
 fn show(cmd: &mut std::process::Command) -> toml::Table {
     let out = cmd.arg("config").arg("show").output().unwrap();
@@ -82,7 +83,12 @@ fn config_flag_names_another_file() {
 
 /// Runs `config show` expecting a usage error whose message contains every `needle`.
 fn expect_usage_error(cmd: &mut std::process::Command, needles: &[&str]) {
-    let out = cmd.arg("config").arg("show").output().unwrap();
+    expect_usage_error_from(cmd.arg("config").arg("show"), needles)
+}
+
+/// Runs `cmd` as it is, expecting a usage error whose message contains every `needle`.
+fn expect_usage_error_from(cmd: &mut std::process::Command, needles: &[&str]) {
+    let out = common::run_with_timeout(cmd, std::time::Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
     let err = stderr(&out);
     for needle in needles {
@@ -128,7 +134,7 @@ fn bad_config_is_a_usage_error_naming_file_key_and_type() {
     );
     expect_usage_error(
         factorypal(dir.path()).env("FACTORYPAL__API__BIND", "not-an-address"),
-        &["api.bind"],
+        &["api.bind", "environment variable FACTORYPAL__API__BIND"],
     );
     expect_usage_error(
         factorypal(dir.path()).env("FACTORYPAL__API__DELAY", "-1"),
@@ -138,6 +144,101 @@ fn bad_config_is_a_usage_error_naming_file_key_and_type() {
         factorypal(dir.path()).env("FACTORYPAL__STATUS__BIND", "localhost:8080"),
         &["status.bind", "\"localhost:8080\"", "127.0.0.1:8080"],
     );
+}
+
+#[test]
+fn bad_values_name_the_flag_or_variable_that_gave_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Settings load before any network, so no broker is needed to be refused.
+    expect_usage_error_from(
+        factorypal(dir.path()).args(["consume", "--trigger", "5x"]),
+        &[
+            "consumer.trigger",
+            "flag --trigger",
+            "\"5x\"",
+            "available-now",
+        ],
+    );
+    expect_usage_error(
+        factorypal(dir.path()).args(["--bootstrap", ","]),
+        &["kafka.bootstrap", "flag --bootstrap", "HOST:PORT"],
+    );
+    expect_usage_error_from(
+        factorypal(dir.path()).args(["admin", "create-topic", "t", "--partitions=0"]),
+        &["admin.partitions", "flag --partitions", "at least 1"],
+    );
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__PRODUCER__COMPRESSION", "brotli"),
+        &[
+            "producer.compression",
+            "FACTORYPAL__PRODUCER__COMPRESSION",
+            "\"brotli\" is not one of none, gzip, lz4, snappy, zstd",
+        ],
+    );
+}
+
+/// A duration too large for `Duration` used to load fine and panic where it was used (or, for
+/// the trigger, panic while loading): now it is refused, naming the key.
+#[test]
+fn durations_beyond_a_year_are_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__PRODUCER__RETRY_DEADLINE", "1e30"),
+        &["producer.retry_deadline", "at most 31536000"],
+    );
+    let huge = format!("{}h", "9".repeat(40));
+    expect_usage_error(
+        factorypal(dir.path()).env("FACTORYPAL__CONSUMER__TRIGGER", &huge),
+        &["consumer.trigger", "at most a year"],
+    );
+}
+
+/// A config file's keys, tables of settings flattened to dotted keys like
+/// [`Settings::keys`] lists them.
+fn file_keys(table: &toml::Table, prefix: &str, keys: &mut Vec<String>) {
+    for (name, value) in table {
+        let key = format!("{prefix}{name}");
+        match value {
+            toml::Value::Table(sub) if key != "consumer.topics" => {
+                file_keys(sub, &format!("{key}."), keys)
+            }
+            _ => keys.push(key),
+        }
+    }
+}
+
+/// Adding a setting means documenting it: config/default.toml sets every key (so it shows
+/// every default with its comment) and README's table has a row for it.
+#[test]
+fn every_setting_is_in_the_shipped_config_file_and_the_readme() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let keys = Settings::keys();
+    assert!(keys.len() > 30, "{keys:?}");
+    let file: toml::Table = std::fs::read_to_string(repo.join("config/default.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut in_file = Vec::new();
+    file_keys(&file, "", &mut in_file);
+    let missing: Vec<&String> = keys.iter().filter(|k| !in_file.contains(k)).collect();
+    let unknown: Vec<&String> = in_file.iter().filter(|k| !keys.contains(k)).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "config/default.toml lacks {missing:?} and has unknown {unknown:?}"
+    );
+
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    for key in &keys {
+        let row = if key == "consumer.topics" {
+            "| `consumer.topics.NAME.schema` |".to_string()
+        } else {
+            format!("| `{key}` |")
+        };
+        assert!(
+            readme.contains(&row),
+            "README's Configuration table has no row {row}"
+        );
+    }
 }
 
 #[test]

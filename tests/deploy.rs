@@ -71,38 +71,86 @@ fn every_factorypal_command_in_compose_parses() {
     assert!(checked >= 5, "only {checked} factorypal services found");
 }
 
-#[test]
-fn every_factorypal_variable_in_compose_is_a_real_setting() {
-    let doc = compose();
-    for (name, service) in doc["services"].as_hash().unwrap() {
-        let Some(env) = field(service, "environment").and_then(Yaml::as_hash) else {
-            continue;
-        };
-        let vars: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| {
-                let value = match v {
-                    Yaml::String(s) => s.clone(),
-                    Yaml::Integer(i) => i.to_string(),
-                    Yaml::Real(r) => r.clone(),
-                    Yaml::Boolean(b) => b.to_string(),
-                    other => panic!("{k:?}: unexpected value {other:?}"),
-                };
-                (k.as_str().unwrap().to_string(), value)
-            })
-            .filter(|(k, _)| k.starts_with("FACTORYPAL__"))
-            .collect();
-        if vars.is_empty() {
+/// The `FACTORYPAL__` variables a service sets, with `<<` merges applied.
+fn factorypal_vars(name: &str, service: &Yaml) -> Vec<(String, String)> {
+    let Some(env) = field(service, "environment").and_then(Yaml::as_hash) else {
+        return Vec::new();
+    };
+    env.iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Yaml::String(s) => s.clone(),
+                Yaml::Integer(i) => i.to_string(),
+                Yaml::Real(r) => r.clone(),
+                Yaml::Boolean(b) => b.to_string(),
+                other => panic!("{name}: {k:?}: unexpected value {other:?}"),
+            };
+            (k.as_str().unwrap().to_string(), value)
+        })
+        .filter(|(k, _)| k.starts_with("FACTORYPAL__"))
+        .collect()
+}
+
+/// Loads every factorypal service's `FACTORYPAL__` variables through the real settings, and
+/// checks that every service that talks to Kafka is told where it is (the built-in
+/// `127.0.0.1:9092` is nobody inside a container). Returns how many variables were loaded.
+fn check_compose_variables(doc: &Yaml) -> Result<usize, String> {
+    let mut loaded = 0;
+    for (name, service) in doc["services"].as_hash().expect("services") {
+        let name = name.as_str().unwrap();
+        let image = field(service, "image").and_then(Yaml::as_str);
+        if !image.unwrap_or_default().starts_with("factorypal") {
             continue;
         }
+        let vars = factorypal_vars(name, service);
         let sources = SettingsSources {
             config_file: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")),
-            overrides: Vec::new(),
+            ..SettingsSources::default()
         };
-        if let Err(e) = Settings::load_with_env(&sources, vars.clone()) {
-            panic!("compose service {name:?}: {vars:?} is not valid: {e}");
+        Settings::load_with_env(&sources, vars.clone())
+            .map_err(|e| format!("compose service {name:?}: {vars:?} is not valid: {e}"))?;
+        loaded += vars.len();
+        let command = field(service, "command").map(strings).unwrap_or_default();
+        let uses_kafka = command.first().is_some_and(|c| c != "serve-api");
+        let told = vars
+            .iter()
+            .any(|(k, _)| k == "FACTORYPAL__KAFKA__BOOTSTRAP")
+            || command.iter().any(|a| a == "--bootstrap");
+        if uses_kafka && !told {
+            return Err(format!(
+                "compose service {name:?} ({command:?}) talks to Kafka but sets neither \
+                 FACTORYPAL__KAFKA__BOOTSTRAP nor --bootstrap"
+            ));
         }
     }
+    Ok(loaded)
+}
+
+#[test]
+fn every_factorypal_variable_in_compose_is_a_real_setting() {
+    let loaded = check_compose_variables(&compose()).unwrap_or_else(|e| panic!("{e}"));
+    // A floor, like the command check's: a compose file that lost its variables must fail.
+    assert!(loaded >= 5, "only {loaded} FACTORYPAL__ variables found");
+}
+
+/// The check above can fail: the same compose file without its `FACTORYPAL__` variables, or
+/// with one that names no setting, is refused.
+#[test]
+fn the_compose_variable_check_refuses_a_compose_without_them() {
+    let text = repo_file("compose.yaml");
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("FACTORYPAL__"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let doc = YamlLoader::load_from_str(&stripped).unwrap().remove(0);
+    let error = check_compose_variables(&doc).expect_err("no variables, yet accepted");
+    assert!(error.contains("FACTORYPAL__KAFKA__BOOTSTRAP"), "{error}");
+
+    let misspelt = text.replace("FACTORYPAL__API__DELAY", "FACTORYPAL__API__DELAAY");
+    let doc = YamlLoader::load_from_str(&misspelt).unwrap().remove(0);
+    let error = check_compose_variables(&doc).expect_err("a misspelt key, yet accepted");
+    assert!(error.contains("api.delaay"), "{error}");
 }
 
 #[test]

@@ -580,7 +580,7 @@ async fn start_from_settings(
 ) -> Result<(SocketAddr, CancellationToken), String> {
     let settings = ApiSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        delay: 0.0,
+        delay: factorypal::settings::Seconds::from_secs(0.0),
         ..settings
     };
     let (listener, catalog) = factorypal::api::bind(&settings)

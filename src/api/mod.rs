@@ -41,8 +41,7 @@ pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpList
                 settings.bind
             )
         })?;
-    let catalog = Catalog::new(datasets, std::time::Duration::from_secs_f64(settings.delay))
-        .with_limits(limits(settings));
+    let catalog = Catalog::new(datasets, settings.delay.duration()).with_limits(limits(settings));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, endpoints = %catalog.paths().join(" "), "serving");
     Ok((listener, catalog))

@@ -209,7 +209,7 @@ pub async fn run(
             .zip(&stats)
             .map(|(p, s)| (p.settings.name.clone(), Arc::clone(s)))
             .collect(),
-        Duration::from_secs_f64(settings.producer.progress_interval),
+        settings.producer.progress_interval.duration(),
         progress_done.clone(),
     );
 

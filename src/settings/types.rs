@@ -1,0 +1,423 @@
+//! Value types that are valid once loaded. Each one parses and checks its own text or number
+//! while the settings deserialize (`#[serde(try_from = ...)]`), so a bad value is refused at
+//! start naming its key and origin, and no code later re-parses a setting or `expect`s it to be
+//! valid. Each serializes back to the form a config file uses, for `config show`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::excerpt::Excerpt;
+
+/// The longest span any duration setting may be: a year is "forever" for every timeout and
+/// deadline here, and stays far from where `Duration` and `Instant` arithmetic overflow (a
+/// `retry_deadline` of `1e30` used to panic when the producer started).
+pub const MAX_SECONDS: u32 = 365 * 24 * 3600;
+
+/// A span written as a number of seconds (`0.5`, `10`), from 0 up to `MAX` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Seconds<const MAX: u32 = MAX_SECONDS>(f64);
+
+/// Like [`Seconds`], but above 0: for timeouts, deadlines and intervals, where 0 would mean
+/// "fail at once" or "spin".
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct PositiveSeconds<const MAX: u32 = MAX_SECONDS>(f64);
+
+impl<const MAX: u32> Seconds<MAX> {
+    /// For defaults written in code; panics on a value the type refuses.
+    pub const fn from_secs(secs: f64) -> Self {
+        assert!(secs >= 0.0 && secs <= MAX as f64);
+        Self(secs)
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0)
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0
+    }
+}
+
+impl<const MAX: u32> PositiveSeconds<MAX> {
+    /// For defaults written in code; panics on a value the type refuses.
+    pub const fn from_secs(secs: f64) -> Self {
+        assert!(secs > 0.0 && secs <= MAX as f64);
+        Self(secs)
+    }
+
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0)
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0
+    }
+}
+
+impl<const MAX: u32> TryFrom<f64> for Seconds<MAX> {
+    type Error = String;
+
+    fn try_from(secs: f64) -> Result<Self, String> {
+        if secs.is_finite() && (0.0..=f64::from(MAX)).contains(&secs) {
+            Ok(Self(secs))
+        } else {
+            Err(format!(
+                "expected a number of seconds, not negative and at most {MAX}; found {secs}"
+            ))
+        }
+    }
+}
+
+impl<const MAX: u32> TryFrom<f64> for PositiveSeconds<MAX> {
+    type Error = String;
+
+    fn try_from(secs: f64) -> Result<Self, String> {
+        if secs.is_finite() && secs > 0.0 && secs <= f64::from(MAX) {
+            Ok(Self(secs))
+        } else {
+            Err(format!(
+                "expected a number of seconds above 0 and at most {MAX}; found {secs}"
+            ))
+        }
+    }
+}
+
+impl<const MAX: u32> From<Seconds<MAX>> for f64 {
+    fn from(secs: Seconds<MAX>) -> f64 {
+        secs.0
+    }
+}
+
+impl<const MAX: u32> From<PositiveSeconds<MAX>> for f64 {
+    fn from(secs: PositiveSeconds<MAX>) -> f64 {
+        secs.0
+    }
+}
+
+/// When micro-batches start: `10s`, `500ms`, `2m`, `1h`, or `available-now` (process what is
+/// there at start, then exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Trigger {
+    Every(Duration),
+    AvailableNow,
+}
+
+impl Trigger {
+    fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text == "available-now" {
+            return Some(Self::AvailableNow);
+        }
+        let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = number.trim().parse().ok()?;
+        let secs = match unit {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return None,
+        };
+        if secs > f64::from(MAX_SECONDS) {
+            return None;
+        }
+        // Refuses negative and non-finite numbers; a period that rounds to 0 would spin.
+        let period = Duration::try_from_secs_f64(secs).ok()?;
+        (!period.is_zero()).then_some(Self::Every(period))
+    }
+}
+
+impl TryFrom<String> for Trigger {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text).ok_or_else(|| {
+            format!(
+                "{} is not an interval like 10s, 500ms, 2m (above 0, at most a year) or \
+                 available-now",
+                Excerpt(&text)
+            )
+        })
+    }
+}
+
+/// The shortest text that reads back as the same trigger: `10s`, `500ms`, `2m`, `1h`.
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let period = match self {
+            Self::AvailableNow => return f.write_str("available-now"),
+            Self::Every(period) => *period,
+        };
+        let secs = period.as_secs();
+        let whole_secs = period.subsec_nanos() == 0;
+        if whole_secs && secs % 3600 == 0 {
+            write!(f, "{}h", secs / 3600)
+        } else if whole_secs && secs % 60 == 0 {
+            write!(f, "{}m", secs / 60)
+        } else if whole_secs {
+            write!(f, "{secs}s")
+        } else if period.subsec_nanos() % 1_000_000 == 0 {
+            write!(f, "{}ms", period.as_millis())
+        } else {
+            write!(f, "{}s", period.as_secs_f64())
+        }
+    }
+}
+
+impl From<Trigger> for String {
+    fn from(trigger: Trigger) -> String {
+        trigger.to_string()
+    }
+}
+
+/// An address to listen on, or none: written `HOST:PORT` with an IP address, or empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(Self(None));
+        }
+        trimmed.parse().map(|addr| Self(Some(addr))).map_err(|_| {
+            format!(
+                "{} is not HOST:PORT with an IP address, like 127.0.0.1:8080 (or empty for none)",
+                Excerpt(&text)
+            )
+        })
+    }
+}
+
+impl From<OptionalAddr> for String {
+    fn from(addr: OptionalAddr) -> String {
+        addr.0.map(|a| a.to_string()).unwrap_or_default()
+    }
+}
+
+/// An enum whose values are written as names (`"lz4"`): parsing refuses any other text
+/// listing the valid names, and `Display` writes the name back.
+macro_rules! named_choice {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, as written in a config file.
+            pub const NAMES: &[&str] = &[$($text),+];
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, String> {
+                match text.trim() {
+                    $( $text => Ok(Self::$variant), )+
+                    _ => Err(format!(
+                        "{} is not one of {}",
+                        Excerpt(&text),
+                        Self::NAMES.join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $( Self::$variant => $text, )+
+                })
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.to_string()
+            }
+        }
+    };
+}
+
+named_choice! {
+    /// What to do with a record that cannot be used.
+    pub enum BadRecordPolicy {
+        /// Count it, log it (or store it in `_bad_records/`) and go on.
+        Skip = "skip",
+        /// Stop at the first one.
+        Fail = "fail",
+    }
+}
+
+named_choice! {
+    /// The producer's codec for record batches.
+    pub enum CompressionCodec {
+        None = "none",
+        Gzip = "gzip",
+        Lz4 = "lz4",
+        Snappy = "snappy",
+        Zstd = "zstd",
+    }
+}
+
+named_choice! {
+    /// The column types a consumer schema may use.
+    pub enum ColumnType {
+        Bool = "bool",
+        Int32 = "int32",
+        Int64 = "int64",
+        Float32 = "float32",
+        Float64 = "float64",
+        String = "string",
+        /// Unix seconds (integer or fractional) or RFC 3339 text; stored as microseconds, UTC.
+        Timestamp = "timestamp",
+    }
+}
+
+named_choice! {
+    /// Where a consumer without a checkpoint starts.
+    pub enum StartingOffsets {
+        Earliest = "earliest",
+        Latest = "latest",
+    }
+}
+
+named_choice! {
+    /// The consumer's Parquet codec.
+    pub enum ParquetCompression {
+        None = "none",
+        Snappy = "snappy",
+        Gzip = "gzip",
+        Lz4 = "lz4",
+        Zstd = "zstd",
+    }
+}
+
+named_choice! {
+    /// What the consumer does when offsets it should read no longer exist.
+    pub enum DataLossPolicy {
+        Fail = "fail",
+        Skip = "skip",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(text: &str) -> Result<Trigger, String> {
+        Trigger::try_from(text.to_string())
+    }
+
+    #[test]
+    fn triggers_parse_and_print_back_the_same() {
+        for (text, period) in [
+            ("10s", Duration::from_secs(10)),
+            ("500ms", Duration::from_millis(500)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("90s", Duration::from_secs(90)),
+            ("1500ms", Duration::from_millis(1500)),
+        ] {
+            assert_eq!(trigger(text), Ok(Trigger::Every(period)), "{text}");
+            assert_eq!(Trigger::Every(period).to_string(), text);
+        }
+        assert_eq!(
+            trigger(" 1.5 s"),
+            Ok(Trigger::Every(Duration::from_millis(1500)))
+        );
+        assert_eq!(trigger("2min").unwrap().to_string(), "2m");
+        assert_eq!(trigger("available-now"), Ok(Trigger::AvailableNow));
+        assert_eq!(Trigger::AvailableNow.to_string(), "available-now");
+        let odd = Trigger::Every(Duration::from_micros(1500));
+        assert_eq!(trigger(&odd.to_string()), Ok(odd));
+    }
+
+    #[test]
+    fn bad_triggers_are_refused_with_the_value_quoted() {
+        for text in [
+            "",
+            "10",
+            "10x",
+            "s",
+            "-1s",
+            "0s",
+            "0.0000000001s",
+            "nans",
+            "infs",
+        ] {
+            let error = trigger(text).expect_err(text);
+            assert!(error.contains("like 10s"), "{text}: {error}");
+        }
+        // Far past a year: refused rather than a `Duration` overflow panic.
+        let huge = format!("{}h", "9".repeat(40));
+        assert!(trigger(&huge).is_err());
+        let long = "x".repeat(10_000);
+        assert!(
+            trigger(&long).unwrap_err().len() < 400,
+            "the value is quoted cut"
+        );
+    }
+
+    #[test]
+    fn seconds_refuse_negative_non_finite_and_too_large_values() {
+        assert_eq!(
+            Seconds::<60>::try_from(0.0).unwrap().duration(),
+            Duration::ZERO
+        );
+        assert_eq!(Seconds::<60>::try_from(60.0).unwrap().as_secs_f64(), 60.0);
+        for bad in [-1.0, 60.5, f64::NAN, f64::INFINITY] {
+            let error = Seconds::<60>::try_from(bad).unwrap_err();
+            assert!(error.contains("not negative and at most 60"), "{error}");
+        }
+        assert!(PositiveSeconds::<10>::try_from(0.0).is_err());
+        assert!(PositiveSeconds::<MAX_SECONDS>::try_from(1e30).is_err());
+        let d = PositiveSeconds::<MAX_SECONDS>::try_from(0.25).unwrap();
+        assert_eq!(d.duration(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn names_parse_back_and_others_are_refused_listing_the_valid_ones() {
+        for name in ParquetCompression::NAMES {
+            let codec = ParquetCompression::try_from(name.to_string()).unwrap();
+            assert_eq!(codec.to_string(), *name);
+        }
+        let error = CompressionCodec::try_from("brotli".to_string()).unwrap_err();
+        assert_eq!(
+            error,
+            "\"brotli\" is not one of none, gzip, lz4, snappy, zstd"
+        );
+    }
+
+    #[test]
+    fn optional_addresses_are_empty_or_an_ip_and_port() {
+        assert_eq!(
+            OptionalAddr::try_from(String::new()),
+            Ok(OptionalAddr(None))
+        );
+        assert_eq!(
+            OptionalAddr::try_from(" ".to_string()),
+            Ok(OptionalAddr(None))
+        );
+        let addr = OptionalAddr::try_from("[::1]:8080".to_string()).unwrap();
+        assert_eq!(String::from(addr), "[::1]:8080");
+        let error = OptionalAddr::try_from("localhost:8080".to_string()).unwrap_err();
+        assert!(error.contains("\"localhost:8080\""), "{error}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The rules a value type cannot hold by itself: lower bounds on plain numbers (kept plain
+//! because the code that uses them wants an `i32` or a `usize`) and rules across keys. Each
+//! names its key; the loader adds where the value came from.
+
+use std::collections::HashSet;
+
+use super::Settings;
+use crate::excerpt::Excerpt;
+
+/// A loaded value that breaks a rule.
+#[derive(Debug)]
+pub(super) struct Invalid {
+    pub key: String,
+    pub reason: String,
+}
+
+fn invalid(key: &str, reason: String) -> Invalid {
+    Invalid {
+        key: key.to_string(),
+        reason,
+    }
+}
+
+/// `value` of `key` is at least `min`.
+fn at_least<T: PartialOrd + std::fmt::Display>(key: &str, value: T, min: T) -> Result<(), Invalid> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("expected at least {min}; found {value}"),
+        ))
+    }
+}
+
+/// `value` of `key` is at most `max`.
+fn at_most<T: PartialOrd + std::fmt::Display>(key: &str, value: T, max: T) -> Result<(), Invalid> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("expected at most {max}; found {value}"),
+        ))
+    }
+}
+
+/// More connections than a process has file descriptors for is a typo, and far beyond what
+/// tokio's semaphore accepts (which would panic).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
+    let Settings {
+        kafka,
+        api,
+        admin,
+        producer,
+        consumer,
+        ..
+    } = settings;
+    if kafka.bootstrap_brokers().is_empty() {
+        return Err(invalid(
+            "kafka.bootstrap",
+            format!(
+                "expected a comma-separated list of HOST:PORT; found {}",
+                Excerpt(&kafka.bootstrap)
+            ),
+        ));
+    }
+    at_least("api.max_connections", api.max_connections, 1)?;
+    at_most("api.max_connections", api.max_connections, MAX_CONNECTIONS)?;
+    at_least(
+        "api.max_connections_per_client",
+        api.max_connections_per_client,
+        1,
+    )?;
+    at_least("admin.partitions", admin.partitions, 1)?;
+    at_least("admin.replication_factor", admin.replication_factor, 1)?;
+    at_least("producer.batch_max_bytes", producer.batch_max_bytes, 1024)?;
+    at_least(
+        "producer.max_pending_records",
+        producer.max_pending_records,
+        1,
+    )?;
+    at_least(
+        "consumer.max_records_per_file",
+        consumer.max_records_per_file,
+        1,
+    )?;
+    validate_sources(settings)?;
+    for (topic, t) in &consumer.topics {
+        if t.schema.is_empty() {
+            return Err(invalid(
+                "consumer.topics",
+                format!(
+                    "topic {} has an empty schema: give it at least one column",
+                    Excerpt(topic)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Source names are unique and not empty; each source has exactly one of `path` and `url`.
+fn validate_sources(settings: &Settings) -> Result<(), Invalid> {
+    let mut names = HashSet::new();
+    for source in &settings.producer.sources {
+        if source.name.is_empty() || !names.insert(source.name.as_str()) {
+            return Err(invalid(
+                "producer.sources",
+                format!(
+                    "source name {}: expected a non-empty name, different for every source",
+                    Excerpt(&source.name)
+                ),
+            ));
+        }
+        if source.path.is_some() == source.url.is_some() {
+            return Err(invalid(
+                "producer.sources",
+                format!(
+                    "source {}: expected exactly one of `path` and `url`",
+                    Excerpt(&source.name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
