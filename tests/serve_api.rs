@@ -444,7 +444,7 @@ fn serve_api_listens_on_loopback_unless_told_otherwise() {
 }
 
 #[test]
-fn connection_limits_must_be_positive() {
+fn connection_limits_must_be_positive_and_not_absurd() {
     let dir = tempfile::tempdir().unwrap();
     for (variable, value, key) in [
         ("FACTORYPAL__API__HEADER_TIMEOUT", "0", "api.header_timeout"),
@@ -452,6 +452,12 @@ fn connection_limits_must_be_positive() {
         (
             "FACTORYPAL__API__MAX_CONNECTIONS",
             "0",
+            "api.max_connections",
+        ),
+        // tokio's semaphore panics beyond usize::MAX >> 3: refused with the key, not a panic.
+        (
+            "FACTORYPAL__API__MAX_CONNECTIONS",
+            "3000000000000000000",
             "api.max_connections",
         ),
         (
