@@ -4,17 +4,17 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::CommandFactory;
 use tracing_subscriber::EnvFilter;
 
 use factorypal::cli::{Cli, Command, CommandLine, ConfigCommand};
 use factorypal::cli::{ConsumeArgs, LogFormat, ProduceArgs, SinkArg};
-use factorypal::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
-use factorypal::produce::{self, ProduceError, ProduceOptions};
-use factorypal::settings::{Settings, SettingsError, SettingsSources};
+use factorypal::consume::{self, ConsumeOptions, PartitionSelection, SinkKind};
+use factorypal::failure::Failure;
+use factorypal::produce::{self, ProduceOptions};
+use factorypal::settings::{Settings, SettingsSources};
 use factorypal::status::{Status, server::serve_while};
-use factorypal::{admin, api, gen_data, kafka, shutdown};
+use factorypal::{admin, api, gen_data, shutdown};
 
 fn main() -> ExitCode {
     let CommandLine { cli, settings } = CommandLine::parse();
@@ -27,28 +27,14 @@ fn main() -> ExitCode {
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.log_format);
     match run(cli, &settings) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {}", describe(&err));
-            ExitCode::from(exit_code(&err))
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_code())
         }
     }
 }
 
-/// The error and its causes. Our messages quote their source already (so a log line's
-/// `%error` shows it), so a cause is added only where the text above does not hold it yet.
-fn describe(err: &anyhow::Error) -> String {
-    let mut text = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
-}
-
-fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
+fn run(cli: Cli, sources: &SettingsSources) -> Result<(), Failure> {
     if let Command::Completions { shell } = cli.command {
         // Needs no settings: works even where the config is broken.
         let mut command = Cli::command();
@@ -56,11 +42,13 @@ fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(sources)?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        Failure::failed(anyhow::Error::new(e).context("cannot start the async runtime"))
+    })?;
     let status_bind = settings.status.bind_addr();
     runtime.block_on(async move {
         match &cli.command {
-            Command::ServeApi(_) => api::run(&settings.api, shutdown::install()).await,
+            Command::ServeApi(_) => Ok(api::run(&settings.api, shutdown::install()).await?),
             Command::Admin(command) => Ok(admin::run(&settings, command).await?),
             Command::Produce(args) => {
                 let options = produce_options(args);
@@ -75,7 +63,7 @@ fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
                 };
                 let status = Status::new("run");
                 let work = factorypal::run::run(&settings, &options, &status, shutdown::install());
-                serve_while(status_bind, &status, work).await
+                Ok(serve_while(status_bind, &status, work).await?)
             }
             Command::Consume(args) => {
                 let options = consume_options(args)?;
@@ -86,7 +74,8 @@ fn run(cli: Cli, sources: &SettingsSources) -> anyhow::Result<()> {
             }
             Command::GenData(args) => {
                 let written =
-                    gen_data::generate(&args.out, args.seed, args.metrics, args.workorders)?;
+                    gen_data::generate(&args.out, args.seed, args.metrics, args.workorders)
+                        .map_err(Failure::failed)?;
                 println!(
                     "wrote {} metrics and {} workorder records to {}",
                     written.metrics,
@@ -115,11 +104,11 @@ fn produce_options(args: &ProduceArgs) -> ProduceOptions {
 }
 
 /// What `consume` was asked for, beyond the settings; a bad `--instance` is a usage error.
-fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, UsageError> {
+fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, Failure> {
     let partitions = match (&args.partitions, &args.instance) {
         (Some(list), _) => PartitionSelection::List(list.clone()),
         (None, Some(instance)) => PartitionSelection::parse_instance(instance)
-            .map_err(|why| UsageError(format!("--instance {instance}: {why}")))?,
+            .map_err(|why| Failure::usage(format!("--instance {instance}: {why}")))?,
         (None, None) => PartitionSelection::All,
     };
     Ok(ConsumeOptions {
@@ -132,30 +121,6 @@ fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, UsageError> {
         print_summaries: true,
         overwrite: args.overwrite,
     })
-}
-
-/// A command line that cannot work, found after parsing (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
-
-/// Usage errors (bad config, bad input data, an invalid name) exit 2; everything else 1.
-fn exit_code(err: &anyhow::Error) -> u8 {
-    use kafka::KafkaError::InvalidTopicName;
-    let usage = err.chain().any(|e| {
-        e.is::<SettingsError>()
-            || e.is::<api::DataError>()
-            || matches!(e.downcast_ref(), Some(InvalidTopicName { .. }))
-            || e.downcast_ref::<ProduceError>().is_some_and(ProduceError::is_usage)
-            || e.downcast_ref::<ConsumeError>().is_some_and(ConsumeError::is_usage)
-            || e.is::<UsageError>()
-            // `AdminError::Kafka` is transparent, so its inner error is not in the chain.
-            || matches!(
-                e.downcast_ref(),
-                Some(admin::AdminError::Kafka(InvalidTopicName { .. }))
-            )
-    });
-    if usage { 2 } else { 1 }
 }
 
 fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {

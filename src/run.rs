@@ -13,13 +13,16 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::AdminError;
+use crate::api::ApiError;
 use crate::consume::{
     self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary,
 };
+use crate::failure::Classify;
+use crate::kafka::KafkaError;
 use crate::produce::{self, ProduceError, ProduceOptions, SourceSummary};
 use crate::settings::{Settings, Trigger};
 use crate::status::Status;
@@ -28,12 +31,46 @@ pub struct RunOptions {
     pub until_drained: bool,
 }
 
+/// Why `run` failed: the first part that failed, with its own error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the built-in API ended unexpectedly: {0}")]
+    ApiTask(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("creating topic {topic}: {source}")]
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: AdminError,
+    },
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+}
+
+impl Classify for RunError {
+    fn is_usage(&self) -> bool {
+        match self {
+            Self::Api(error) => error.is_usage(),
+            Self::ApiTask(_) => false,
+            Self::Kafka(error) => error.is_usage(),
+            Self::CreateTopic { source, .. } => source.is_usage(),
+            Self::Produce(error) => error.is_usage(),
+            Self::Consume(error) => error.is_usage(),
+        }
+    }
+}
+
 pub async fn run(
     settings: &Settings,
     options: &RunOptions,
     status: &Status,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     let started = Instant::now();
     let mut settings = settings.clone();
     // The API first, so the producers have something to read.
@@ -62,7 +99,7 @@ pub async fn run(
 #[derive(Default)]
 struct Outcome {
     /// The first failure, the one that stopped the run.
-    error: Option<anyhow::Error>,
+    error: Option<RunError>,
     /// Every source's stream ended before anything stopped the producers.
     streams_ended: bool,
     /// Every consumer pass's per-topic summaries.
@@ -87,9 +124,9 @@ impl Outcome {
 
     /// Keeps the first failure, to report; a later one is the stop's echo or a consequence,
     /// logged only. (The failing part logs its error itself, and `main` prints the first.)
-    fn failed(&mut self, what: &str, error: anyhow::Error) {
+    fn failed(&mut self, what: &str, error: RunError) {
         if self.error.is_some() {
-            tracing::warn!(error = %format!("{error:#}"), "{what} also failed while the run stopped");
+            tracing::warn!(%error, "{what} also failed while the run stopped");
         } else {
             tracing::warn!(
                 "{what} failed: stopping the run once the others have written and committed what they hold"
@@ -104,7 +141,7 @@ impl Outcome {
         self.streams_ended && self.error.is_none()
     }
 
-    fn into_result(self) -> anyhow::Result<()> {
+    fn into_result(self) -> Result<(), RunError> {
         self.error.map_or(Ok(()), Err)
     }
 }
@@ -189,23 +226,24 @@ impl BuiltInApi {
     async fn start(
         settings: &mut Settings,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<Option<Self>> {
+    ) -> Result<Option<Self>, RunError> {
         if !settings.api.enabled {
             return Ok(None);
         }
         let (listener, catalog) = crate::api::bind(&settings.api).await?;
-        let bound = listener
-            .local_addr()
-            .context("reading the address the API is bound to")?;
+        let bound = listener.local_addr().map_err(|source| ApiError::Listen {
+            addr: settings.api.bind,
+            source,
+        })?;
         settings.producer.api_url = format!("http://{}", reachable(bound));
         let stop = shutdown.child_token();
         let task = tokio::spawn(crate::api::serve(listener, catalog, stop.clone()));
         Ok(Some(Self { stop, task }))
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    async fn stop(self) -> Result<(), RunError> {
         self.stop.cancel();
-        self.task.await.context("API task panicked")
+        self.task.await.map_err(RunError::ApiTask)
     }
 }
 
@@ -221,7 +259,7 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
 }
 
 /// Producers create their missing topics themselves; consumers need theirs to exist first.
-async fn create_consumed_topics(settings: &Settings) -> anyhow::Result<()> {
+async fn create_consumed_topics(settings: &Settings) -> Result<(), RunError> {
     let kafka = crate::kafka::KafkaClient::connect(&settings.kafka).await?;
     let admin = &settings.admin;
     for topic in settings.consumer.topics.keys() {
@@ -233,7 +271,10 @@ async fn create_consumed_topics(settings: &Settings) -> anyhow::Result<()> {
             true,
         )
         .await
-        .with_context(|| format!("creating topic {topic}"))?;
+        .map_err(|source| RunError::CreateTopic {
+            topic: topic.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -8,21 +8,49 @@ mod server;
 pub use data::{DataError, Dataset, Symlinks, load_dir, load_dir_with};
 pub use server::{Catalog, serve};
 
-use anyhow::Context;
+use std::net::SocketAddr;
+
 use tokio_util::sync::CancellationToken;
+
+use crate::failure::Classify;
 
 use crate::http::Limits;
 use crate::settings::ApiSettings;
 
+/// Why serve-api cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(
+        "cannot listen on {addr}: {source}; is another process using it? choose another with --bind or api.bind"
+    )]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the data dir failed unexpectedly: {0}")]
+    Loader(#[source] tokio::task::JoinError),
+}
+
+impl Classify for ApiError {
+    /// A data dir that cannot be served is the user's to fix; a busy port is not a usage
+    /// error of the command line.
+    fn is_usage(&self) -> bool {
+        matches!(self, Self::Data(_))
+    }
+}
+
 /// Loads the data dir, binds, and serves until `shutdown` is cancelled.
-pub async fn run(settings: &ApiSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(settings: &ApiSettings, shutdown: CancellationToken) -> Result<(), ApiError> {
     let (listener, catalog) = bind(settings).await?;
     serve(listener, catalog, shutdown).await;
     Ok(())
 }
 
 /// Loads the data dir and binds, without serving yet: the caller learns the address first.
-pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpListener, Catalog)> {
+pub async fn bind(settings: &ApiSettings) -> Result<(tokio::net::TcpListener, Catalog), ApiError> {
     let dir = settings.data_dir.clone();
     let symlinks = if settings.follow_symlinks {
         Symlinks::Follow
@@ -32,17 +60,12 @@ pub async fn bind(settings: &ApiSettings) -> anyhow::Result<(tokio::net::TcpList
     // Parsing a large file is CPU work: keep it off the async workers.
     let datasets = tokio::task::spawn_blocking(move || load_dir_with(&dir, symlinks))
         .await
-        .context("loading the data dir panicked")??;
-    let listener = tokio::net::TcpListener::bind(settings.bind)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another process using it? choose another with --bind or api.bind",
-                settings.bind
-            )
-        })?;
+        .map_err(ApiError::Loader)??;
+    let addr = settings.bind;
+    let listen = |source| ApiError::Listen { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
     let catalog = Catalog::new(datasets, settings.delay.duration()).with_limits(limits(settings));
-    let addr = listener.local_addr()?;
+    let addr = listener.local_addr().map_err(listen)?;
     tracing::info!(%addr, endpoints = %catalog.paths().join(" "), "serving");
     Ok((listener, catalog))
 }

@@ -27,6 +27,12 @@ const FLAG_ORIGIN: &str = "flag --";
 /// Tables whose keys are names the user chooses (topics), not settings; serde checks inside.
 const OPEN_TABLES: &[&str] = &["consumer.topics"];
 
+impl crate::failure::Classify for SettingsError {
+    fn is_usage(&self) -> bool {
+        true
+    }
+}
+
 /// Why the settings could not be loaded. Every variant is a usage error (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {

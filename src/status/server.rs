@@ -34,6 +34,31 @@ pub enum StatusError {
     },
 }
 
+impl crate::failure::Classify for StatusError {
+    fn is_usage(&self) -> bool {
+        false
+    }
+}
+
+/// How a command served with a status page ended badly: the page could not start, or the work
+/// failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Served<E> {
+    #[error(transparent)]
+    Status(StatusError),
+    #[error(transparent)]
+    Work(E),
+}
+
+impl<E: crate::failure::Classify> crate::failure::Classify for Served<E> {
+    fn is_usage(&self) -> bool {
+        match self {
+            Self::Status(error) => error.is_usage(),
+            Self::Work(error) => error.is_usage(),
+        }
+    }
+}
+
 /// A running status server.
 pub struct StatusServer {
     addr: SocketAddr,
@@ -82,19 +107,20 @@ pub async fn serve_while<T, E>(
     bind: Option<SocketAddr>,
     status: &Status,
     work: impl Future<Output = Result<T, E>>,
-) -> anyhow::Result<T>
-where
-    E: Into<anyhow::Error>,
-{
+) -> Result<T, Served<E>> {
     let server = match bind {
-        Some(addr) => Some(StatusServer::start(addr, status).await?),
+        Some(addr) => Some(
+            StatusServer::start(addr, status)
+                .await
+                .map_err(Served::Status)?,
+        ),
         None => None,
     };
     let result = work.await;
     if let Some(server) = server {
         server.stop().await;
     }
-    result.map_err(Into::into)
+    result.map_err(Served::Work)
 }
 
 fn route(status: &Status, req: &Request<Incoming>) -> Response<Body> {
