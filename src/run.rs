@@ -44,12 +44,25 @@ pub enum RunError {
     CreateTopic {
         topic: String,
         #[source]
-        source: AdminError,
+        source: Box<AdminError>,
     },
     #[error(transparent)]
-    Produce(#[from] ProduceError),
+    Produce(Box<ProduceError>),
     #[error(transparent)]
-    Consume(#[from] ConsumeError),
+    Consume(Box<ConsumeError>),
+}
+
+// Boxed: a run's error is rare and passed up a few levels; the others stay small.
+impl From<ProduceError> for RunError {
+    fn from(error: ProduceError) -> Self {
+        Self::Produce(Box::new(error))
+    }
+}
+
+impl From<ConsumeError> for RunError {
+    fn from(error: ConsumeError) -> Self {
+        Self::Consume(Box::new(error))
+    }
 }
 
 impl Classify for RunError {
@@ -273,7 +286,7 @@ async fn create_consumed_topics(settings: &Settings) -> Result<(), RunError> {
         .await
         .map_err(|source| RunError::CreateTopic {
             topic: topic.clone(),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(())
