@@ -509,6 +509,52 @@ async fn a_refused_client_that_sent_its_whole_request_at_once_reads_the_503() {
     shutdown.cancel();
 }
 
+#[tokio::test]
+async fn shutdown_closes_the_connections_left_after_the_grace_period() {
+    // 16 MB: far more than the socket buffers and hyper's write buffer hold.
+    let filler = "x".repeat(4000);
+    let records: Vec<Value> = (0..4000)
+        .map(|i| json!({"time": i, "filler": filler}))
+        .collect();
+    let dir = data_dir(&[("big.json", &serde_json::to_string(&records).unwrap())]);
+    // Neither timeout would close anything during this test.
+    let limits = Limits {
+        header_timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(300),
+        ..Limits::default()
+    };
+    let (addr, shutdown, task) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut stalled = connect_from(LOCAL, addr, Some(4096)).await;
+    stalled
+        .write_all(b"GET /stream_data_big?delay=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut half = sent(LOCAL, addr, HALF_A_REQUEST).await;
+    let mut silent = connect_from(LOCAL, addr, None).await;
+    // Connections are accepted in order: once this is answered, the three above are served.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    shutdown.cancel();
+    // The grace period is 5 s; the bound is far below both timeouts.
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap();
+    // Returned, and nothing of it is left: the connections are closed already.
+    for (name, stream) in [("half-sent", &mut half), ("silent", &mut silent)] {
+        let rest = read_until_closed(stream, PROMPTLY).await;
+        assert_eq!(rest, Some(Vec::new()), "{name} connection still open");
+    }
+    let got = read_until_closed(&mut stalled, PROMPTLY)
+        .await
+        .expect("the stalled connection is still open");
+    assert!(
+        !got.ends_with(b"0\r\n\r\n"),
+        "the cut stream looks complete"
+    );
+}
+
 /// `api.bind` as `factorypal config show` prints it for `cmd`.
 fn shown_bind(cmd: &mut std::process::Command) -> String {
     let out = run_with_timeout(cmd.args(["config", "show"]), Duration::from_secs(20));

@@ -14,6 +14,8 @@
 //! * a request head: hyper's read buffer (~400 KiB, then `431`) and 100 header fields.
 //!   Request bodies are never read: after the response, hyper drains what already arrived
 //!   and otherwise closes the connection.
+//! * after shutdown begins: [`SHUTDOWN_GRACE`] to finish what it asked for; then the
+//!   connection is closed, whatever it is waiting for.
 
 mod clients;
 mod refuse;
@@ -100,8 +102,8 @@ struct Held {
 }
 
 /// Serves HTTP/1 on `listener`, answering each request with `route` within `limits`, until
-/// `shutdown` is cancelled; then stops accepting, asks open connections to finish, and returns
-/// once they closed (or after a short grace period).
+/// `shutdown` is cancelled; then stops accepting, asks open connections to finish, closes
+/// those still open after a short grace period, and returns once every one is closed.
 pub async fn serve<R>(listener: TcpListener, route: R, limits: Limits, shutdown: CancellationToken)
 where
     R: Fn(&Request<Incoming>) -> Response<Body> + Clone + Send + Sync + 'static,
@@ -121,6 +123,8 @@ struct Server<R> {
     refusals: Refusals,
     /// The connections and refusals under way.
     tasks: TaskTracker,
+    /// Cancelled when the grace period is over: every task still under way ends at once.
+    abort: CancellationToken,
     grace: Duration,
 }
 
@@ -144,6 +148,7 @@ where
             clients: Clients::new(limits.max_connections_per_client),
             refusals: Refusals::new(refuse::RESERVE),
             tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
             grace,
         }
     }
@@ -188,18 +193,33 @@ where
         }
     }
 
+    /// Runs `task` until it ends or the grace period is over, whichever comes first. Ending
+    /// it drops what it holds: its socket (so the connection closes) and its [`Held`] places.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
+        let abort = self.abort.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                _ = abort.cancelled() => {}
+                _ = task => {}
+            }
+        });
     }
 
-    /// Waits the grace period for the connections to finish.
+    /// Waits the grace period for the connections to finish, then ends those still open.
     async fn close(self) {
         self.tasks.close();
         if tokio::time::timeout(self.grace, self.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("connections still open after the shutdown grace period; closing them");
+            tracing::warn!(
+                open = self.tasks.len(),
+                "connections still open {:?} after shutdown began; closing them",
+                self.grace
+            );
+            self.abort.cancel();
+            self.tasks.wait().await;
         }
     }
 }
@@ -287,4 +307,56 @@ pub fn text_response(
                 .boxed(),
         )
         .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// A connection still open when the grace period ends (here: half a request head, with
+    /// a header timeout far away) is closed, and what it held is released.
+    #[tokio::test]
+    async fn connections_left_after_the_grace_period_are_closed_and_release_their_share() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let limits = Limits {
+            header_timeout: Duration::from_secs(300),
+            ..Limits::default()
+        };
+        let route = |_: &Request<Incoming>| json_response(StatusCode::OK, &"ok");
+        let server = Server::new(route, limits, shutdown.clone(), Duration::from_millis(200));
+        let (clients, permits) = (server.clients.clone(), Arc::clone(&server.permits));
+        let task = tokio::spawn(server.run(listener));
+
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let client = half.local_addr().unwrap().ip();
+        let served = async {
+            while clients.holding(client) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(BOUND, served)
+            .await
+            .expect("never served");
+
+        shutdown.cancel();
+        tokio::time::timeout(BOUND, task)
+            .await
+            .expect("serve did not return")
+            .unwrap();
+        assert_eq!(
+            clients.holding(client),
+            0,
+            "the client's share is still held"
+        );
+        assert_eq!(permits.available_permits(), limits.max_connections);
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(BOUND, half.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "not closed: {closed:?}");
+    }
 }
