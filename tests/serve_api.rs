@@ -410,6 +410,10 @@ async fn one_client_cannot_take_the_whole_connection_cap() {
         "/healthz from another client did not answer while one client held many connections",
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The client closes what it holds: its share is released, and it is served again.
+    drop(held);
+    let answer = healthz_until_ok(LOCAL, addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     shutdown.cancel();
 }
 
