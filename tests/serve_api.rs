@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::raw_http::{
-    HALF_A_REQUEST, LOCAL, OTHER, connect_from, healthz_from, read_until_closed, read_until_end,
-    sent,
+    HALF_A_REQUEST, LOCAL, OTHER, client, connect_from, exchange, healthz_from, healthz_until_ok,
+    read_until_closed, read_until_end, sent,
 };
 use common::{
     TEST_TIMEOUT, factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal,
@@ -318,17 +318,15 @@ async fn connections_without_a_whole_request_are_cut_so_healthz_answers_again() 
         held.push(stream);
     }
     // Half a request head, then silence; and nothing at all.
-    for _ in 0..12 {
+    for _ in 0..8 {
         held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
     }
-    for _ in 0..12 {
+    for _ in 0..8 {
         held.push(connect_from(LOCAL, addr, None).await);
     }
-    // 32 connections for 24 places: the cap is full, 8 wait in the listen backlog, and so
-    // does this request until the server cuts the idle ones.
-    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.expect(
-        "/healthz did not answer while idle and half-sent connections held the connection cap",
-    );
+    // 24 connections for 24 places: the cap is full, and another client is refused until
+    // the server cuts the idle ones.
+    let answer = healthz_until_ok(OTHER, addr).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     for (i, stream) in held.iter_mut().enumerate() {
         let rest = read_until_closed(stream, TEST_TIMEOUT).await;
@@ -362,10 +360,8 @@ async fn clients_that_stop_reading_are_cut_after_the_idle_timeout() {
             .unwrap();
         readers.push(stream);
     }
-    // All 4 places hold a stream nobody reads.
-    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT)
-        .await
-        .expect("/healthz did not answer while clients that read nothing held the connection cap");
+    // All 4 places hold a stream nobody reads: another client is refused until they are cut.
+    let answer = healthz_until_ok(OTHER, addr).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     for (i, stream) in readers.iter_mut().enumerate() {
         let got = read_until_closed(stream, TEST_TIMEOUT)
@@ -414,7 +410,153 @@ async fn one_client_cannot_take_the_whole_connection_cap() {
         "/healthz from another client did not answer while one client held many connections",
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The client closes what it holds: its share is released, and it is served again.
+    drop(held);
+    let answer = healthz_until_ok(LOCAL, addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     shutdown.cancel();
+}
+
+/// How long a test waits for an answer that must come at once (a refusal): far more than it
+/// takes, far less than any timeout of the server, so waiting in the backlog shows as a failure.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// `count` connections holding the server's places with half a request head each, two per
+/// client address (so no client is over a share of two).
+async fn hold_places(addr: SocketAddr, count: u8) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for i in 0..count {
+        held.push(sent(client(10 + i / 2), addr, HALF_A_REQUEST).await);
+    }
+    held
+}
+
+#[tokio::test]
+async fn a_full_server_answers_a_new_client_503_at_once() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let limits = Limits {
+        max_connections: 6,
+        max_connections_per_client: 2,
+        header_timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut held = hold_places(addr, 6).await;
+    // Every place is taken and no client is over its share: the newcomer is told so, rather
+    // than left waiting in the listen backlog with no answer.
+    let mut newcomer = sent(
+        OTHER,
+        addr,
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let refusal = read_until_closed(&mut newcomer, PROMPTLY)
+        .await
+        .expect("a client of a full server got no answer: it waits in the listen backlog");
+    let refusal = String::from_utf8(refusal).unwrap();
+    assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");
+    assert!(refusal.contains("retry-after: 1\r\n"), "{refusal}");
+    assert!(
+        refusal.contains("all 6 connections the server takes are in use"),
+        "{refusal}"
+    );
+    // A place frees: the next client is served.
+    drop(held.pop());
+    let answer = healthz_until_ok(OTHER, addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    shutdown.cancel();
+}
+
+/// A request as a real client sends it: the head and a 16 KiB body, written at once.
+fn eager_request() -> String {
+    let body = "x".repeat(16 * 1024);
+    format!(
+        "GET /healthz HTTP/1.1\r\nHost: test\r\nUser-Agent: test\r\nAccept: */*\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Refusals (20 in a row) of the eager request from `from`, each read whole and ending in a
+/// clean close; each must say `why`.
+async fn expect_clean_refusals(from: std::net::Ipv4Addr, addr: SocketAddr, why: &str) {
+    let request = eager_request();
+    for round in 0..20 {
+        let answer = exchange(from, addr, request.as_bytes(), PROMPTLY)
+            .await
+            .unwrap_or_else(|e| panic!("{from}, round {round}: no clean 503 but: {e}"));
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{from}: {answer}");
+        assert!(answer.contains(why), "{from}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_client_that_sent_its_whole_request_at_once_reads_the_503() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let limits = Limits {
+        max_connections: 3,
+        max_connections_per_client: 1,
+        header_timeout: Duration::from_secs(120),
+        ..Limits::default()
+    };
+    let (addr, shutdown, _) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    // LOCAL holds its share, with a place left on the server.
+    let mut held = vec![
+        sent(LOCAL, addr, HALF_A_REQUEST).await,
+        sent(client(10), addr, HALF_A_REQUEST).await,
+    ];
+    expect_clean_refusals(LOCAL, addr, "too many connections from 127.0.0.1").await;
+    // The server is full: any other client is refused the same way.
+    held.push(sent(client(11), addr, HALF_A_REQUEST).await);
+    expect_clean_refusals(OTHER, addr, "connections the server takes are in use").await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_connections_left_after_the_grace_period() {
+    // 16 MB: far more than the socket buffers and hyper's write buffer hold.
+    let filler = "x".repeat(4000);
+    let records: Vec<Value> = (0..4000)
+        .map(|i| json!({"time": i, "filler": filler}))
+        .collect();
+    let dir = data_dir(&[("big.json", &serde_json::to_string(&records).unwrap())]);
+    // Neither timeout would close anything during this test.
+    let limits = Limits {
+        header_timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(300),
+        ..Limits::default()
+    };
+    let (addr, shutdown, task) = start_limited(dir.path(), Duration::ZERO, limits).await;
+    let mut stalled = connect_from(LOCAL, addr, Some(4096)).await;
+    stalled
+        .write_all(b"GET /stream_data_big?delay=0 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut half = sent(LOCAL, addr, HALF_A_REQUEST).await;
+    let mut silent = connect_from(LOCAL, addr, None).await;
+    // Connections are accepted in order: once this is answered, the three above are served.
+    let answer = healthz_from(OTHER, addr, TEST_TIMEOUT).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    shutdown.cancel();
+    // The grace period is 5 s; the bound is far below both timeouts.
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap();
+    // Returned, and nothing of it is left: the connections are closed already.
+    for (name, stream) in [("half-sent", &mut half), ("silent", &mut silent)] {
+        let rest = read_until_closed(stream, PROMPTLY).await;
+        assert_eq!(rest, Some(Vec::new()), "{name} connection still open");
+    }
+    let got = read_until_closed(&mut stalled, PROMPTLY)
+        .await
+        .expect("the stalled connection is still open");
+    assert!(
+        !got.ends_with(b"0\r\n\r\n"),
+        "the cut stream looks complete"
+    );
 }
 
 /// `api.bind` as `factorypal config show` prints it for `cmd`.

@@ -620,18 +620,23 @@ fn a_producer_waiting_for_its_api_shows_why_on_the_status_page() {
     server.kill();
 }
 
-/// The status server has serve-api's built-in limits (it has no settings for them): a
-/// client's share of connections, and a deadline for the request head.
+/// The status server has limits like serve-api's (built in: it has no settings for them): a
+/// client's share of connections, and a deadline for the request head. Checked with small
+/// ones, so the test holds a few descriptors rather than the 2 × 256 of the built-in share.
 #[tokio::test]
 async fn the_status_server_refuses_a_clients_excess_and_cuts_half_sent_requests() {
     let status = Status::new("test");
-    let server = StatusServer::start("127.0.0.1:0".parse().unwrap(), &status)
+    let limits = Limits {
+        max_connections_per_client: 8,
+        header_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let server = StatusServer::start_with_limits("127.0.0.1:0".parse().unwrap(), &status, limits)
         .await
         .unwrap();
     let addr = server.addr();
-    let share = Limits::default().max_connections_per_client;
     let mut held = Vec::new();
-    for _ in 0..share {
+    for _ in 0..limits.max_connections_per_client {
         held.push(sent(LOCAL, addr, HALF_A_REQUEST).await);
     }
     let mut over = connect_from(LOCAL, addr, None).await;
@@ -640,13 +645,17 @@ async fn the_status_server_refuses_a_clients_excess_and_cuts_half_sent_requests(
         .expect("a connection over one client's share was not refused");
     let refusal = String::from_utf8(refusal).unwrap();
     assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal}");
+    assert!(
+        refusal.contains("too many connections from 127.0.0.1: at most 8 at once"),
+        "{refusal}"
+    );
 
     let answer = healthz_from(OTHER, addr, TEST_TIMEOUT)
         .await
         .expect("/healthz from another client did not answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    // The half-sent requests are cut once the header timeout (10 s) passes.
+    // The half-sent requests are cut once the header timeout passes.
     for (i, stream) in held.iter_mut().enumerate() {
         let rest = read_until_closed(stream, TEST_TIMEOUT).await;
         assert_eq!(rest, Some(Vec::new()), "held connection {i}");

@@ -94,8 +94,9 @@ impl Clients {
         })
     }
 
+    /// The connections `peer`'s client holds.
     #[cfg(test)]
-    fn holding(&self, peer: IpAddr) -> usize {
+    pub(super) fn holding(&self, peer: IpAddr) -> usize {
         let held = self.held.lock().expect("no panics while locked");
         held.get(&Client::of(peer)).map_or(0, |h| h.connections)
     }

@@ -69,6 +69,16 @@ pub struct StatusServer {
 impl StatusServer {
     /// Binds `addr` (port 0 picks a free one) and serves `status` until [`StatusServer::stop`].
     pub async fn start(addr: SocketAddr, status: &Status) -> Result<Self, StatusError> {
+        Self::start_with_limits(addr, status, Limits::default()).await
+    }
+
+    /// [`StatusServer::start`] within `limits` instead of the built-in ones (for tests, which
+    /// check the limits work without holding hundreds of connections).
+    pub async fn start_with_limits(
+        addr: SocketAddr,
+        status: &Status,
+        limits: Limits,
+    ) -> Result<Self, StatusError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StatusError::Bind { addr, source })?;
@@ -82,12 +92,7 @@ impl StatusServer {
             let status = status.clone();
             move |req: &Request<Incoming>| route(&status, req)
         };
-        let task = tokio::spawn(crate::http::serve(
-            listener,
-            route,
-            Limits::default(),
-            stop.clone(),
-        ));
+        let task = tokio::spawn(crate::http::serve(listener, route, limits, stop.clone()));
         Ok(Self { addr, stop, task })
     }
 

@@ -2,6 +2,7 @@
 //! half a request, never reads) or comes from a chosen loopback address. Independent of hyper:
 //! what these read is what went over the wire.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -14,6 +15,11 @@ use super::TEST_TIMEOUT;
 /// each address as a different client: [`OTHER`] is a second client on the same machine.
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 pub const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Client number `n`, another loopback address (for tests that need more clients than two).
+pub fn client(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 1, n)
+}
 
 /// A request head cut off before its final blank line: the server waits for the rest.
 pub const HALF_A_REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: test\r\n";
@@ -89,4 +95,47 @@ pub async fn healthz_from(from: Ipv4Addr, addr: SocketAddr, limit: Duration) -> 
         String::from_utf8(response).expect("a text response")
     };
     tokio::time::timeout(limit, request).await.ok()
+}
+
+/// What a real client does: connects from `from`, sends all of `request` at once, and reads
+/// until the server closes the connection. Any error on the way (a reset while writing or
+/// reading) is returned, as a client would report it, and so is taking longer than `limit`.
+pub async fn exchange(
+    from: Ipv4Addr,
+    addr: SocketAddr,
+    request: &[u8],
+    limit: Duration,
+) -> io::Result<Vec<u8>> {
+    let talk = async {
+        let mut stream = connect_from(from, addr, None).await;
+        stream.write_all(request).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok(response)
+    };
+    tokio::time::timeout(limit, talk)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
+}
+
+/// `GET /healthz` from `from`, asked again while the server answers `503` (it is full, or the
+/// client's share is not released yet), until it answers `200`; that answer. Panics on
+/// anything else, or if no `200` comes within [`TEST_TIMEOUT`].
+pub async fn healthz_until_ok(from: Ipv4Addr, addr: SocketAddr) -> String {
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let answer = healthz_from(from, addr, left)
+            .await
+            .expect("/healthz got no answer in time");
+        if answer.starts_with("HTTP/1.1 200") {
+            return answer;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz still answers 503 after {TEST_TIMEOUT:?}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
