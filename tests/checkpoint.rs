@@ -393,3 +393,86 @@ fn a_recreated_topic_fails_or_skips_never_silently() {
     want.extend(range(1000, 1020));
     assert_eq!(ids(&dir.path().join("out").join(&topic)), want);
 }
+
+/// The `*.<kind>.json` entries of a checkpoint directory, parsed, by batch.
+fn checkpoint_entries(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(&format!(".{kind}.json")))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// The policy for a topic that fails among several: the process stops with exit 1, but only
+/// after the others committed the batch they held. The healthy topic's output is then exactly
+/// what its checkpoint says (every file listed by a commit, every committed record once, no
+/// plan left unfinished), and a rerun goes on from there without writing anything twice.
+#[test]
+fn a_failing_topic_stops_the_others_after_they_commit_what_they_hold() {
+    let healthy = topic_of(0, 3000);
+    // Good records first (the workorder schema reads their `time`); the bad one comes later.
+    let failing = topic_of(100_000, 100_010);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &healthy, &failing, "on_bad_record = \"fail\"");
+    let consumer = Spawned::start(&mut configured(
+        dir.path(),
+        "consume",
+        &["--trigger", "200ms", "--max-offsets-per-trigger", "100"],
+    ));
+    let healthy_dir = dir.path().join("out").join(&healthy);
+    let checkpoint = healthy_dir.join("_checkpoint/all");
+    wait_for(
+        "the healthy topic's third commit",
+        Duration::from_secs(60),
+        || checkpoint.is_dir() && checkpoint_entries(&checkpoint, "commit").len() >= 3,
+    );
+    kcat_produce(&failing, 0, &[br#"{"time": "not a time"}"#]);
+    let (status, _, err) = consumer.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{err}");
+    for part in [
+        failing.as_str(),
+        "partition 0, offset 10",
+        "bad record",
+        "stopping the other topics",
+    ] {
+        assert!(err.contains(part), "{part:?} missing: {err}");
+    }
+
+    let commits = checkpoint_entries(&checkpoint, "commit");
+    let plans = checkpoint_entries(&checkpoint, "plan");
+    let last = commits.last().unwrap();
+    assert_eq!(
+        plans.last().unwrap()["batch"],
+        last["batch"],
+        "the healthy topic left a batch unfinished"
+    );
+    let mut listed: Vec<String> = commits
+        .iter()
+        .flat_map(|c| c["files"].as_array().unwrap().clone())
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&healthy_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    on_disk.sort();
+    assert_eq!(on_disk, listed, "data files the checkpoint does not list");
+    let next = last["next_offsets"]["0"].as_i64().unwrap();
+    let rows: u64 = commits.iter().map(|c| c["rows"].as_u64().unwrap()).sum();
+    assert_eq!(rows, next as u64);
+    assert_eq!(ids(&healthy_dir), range(0, next), "read by pyarrow");
+
+    let out = consume(
+        dir.path(),
+        &["--topics", &healthy, "--trigger", "available-now"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ids(&healthy_dir), range(0, 3000));
+}

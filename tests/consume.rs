@@ -731,3 +731,132 @@ fn run_until_drained_writes_every_sample_record_to_parquet_once() {
         );
     }
 }
+
+/// The file work of a batch runs off the async runtime: while a file write of a batch is
+/// stuck (here: its `_bad_records/` temporary is a FIFO nobody reads, so writing ~900 KB into
+/// it blocks after the pipe's 64 KB), the runtime that fetches from Kafka goes on.
+///
+/// Consumed in-process on a `current_thread` runtime, where a blocking call on the runtime's
+/// thread cannot hide: it stops every task, so the heartbeat task below stops counting. (On
+/// a multi-thread runtime it only takes one of a few workers, which a test cannot tell from
+/// a busy one.) A watchdog thread holds the write blocked until the heartbeat advances, for
+/// at most 30 s, then reads the FIFO empty so the consumer can go on either way.
+#[test]
+fn a_file_write_that_blocks_does_not_stall_the_runtime() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let big = format!(r#"{{"id": "{}"}}"#, "x".repeat(900_000));
+    let topic = raw_topic(&[r#"{"id": 1, "time": 1}"#, &big]);
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap = \"{}\"\n[consumer]\noutput = \"{}\"\ntrigger = \"available-now\"\n\
+             [consumer.topics.{topic}.schema]\nid = \"int32\"\ntime = \"timestamp\"\n",
+            bootstrap(),
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let bad_dir = out_dir.join(&topic).join("_bad_records");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let fifo = bad_dir.join(".batch-00000000.jsonl.tmp");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let beats = Arc::new(AtomicU64::new(0));
+    // `None`: the consumer never opened the FIFO; `Some(alive)`: whether the heartbeat went on
+    // while the consumer's write was blocked in it.
+    let watchdog = std::thread::spawn({
+        let (beats, fifo) = (Arc::clone(&beats), fifo.clone());
+        move || -> Option<bool> {
+            // Blocks until the consumer opens the FIFO to write (or the test does, below).
+            let mut reader = std::fs::File::open(&fifo).unwrap();
+            if !fifo.exists() {
+                return None; // the test's own open after the consumer finished
+            }
+            let before = beats.load(Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut alive = false;
+            while Instant::now() < deadline {
+                if beats.load(Ordering::SeqCst) >= before + 5 {
+                    alive = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Gone before the writer finishes: its retry writes a regular file.
+            std::fs::remove_file(&fifo).unwrap();
+            let mut drained = Vec::new();
+            reader.read_to_end(&mut drained).unwrap();
+            Some(alive)
+        }
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(async {
+        let heartbeat = tokio::spawn({
+            let beats = Arc::clone(&beats);
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    beats.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let sources = factorypal::settings::SettingsSources {
+            config_file: Some(config.clone()),
+            overrides: Vec::new(),
+        };
+        let settings = factorypal::settings::Settings::load_with_env(
+            &sources,
+            std::iter::empty::<(String, String)>(),
+        )
+        .unwrap();
+        let options = factorypal::consume::ConsumeOptions {
+            sink: factorypal::consume::SinkKind::Parquet,
+            topics: Some(vec![topic.clone()]),
+            partitions: factorypal::consume::PartitionSelection::All,
+            print_summaries: false,
+            overwrite: false,
+        };
+        let status = factorypal::status::Status::new("consume");
+        let run = factorypal::consume::run(
+            &settings,
+            &options,
+            &status,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let result = tokio::time::timeout(Duration::from_secs(120), run).await;
+        heartbeat.abort();
+        result
+    });
+    if fifo.exists() {
+        // The consumer finished without opening the FIFO: let the watchdog go.
+        let taken = fifo.with_extension("taken");
+        std::fs::rename(&fifo, &taken).unwrap();
+        drop(std::fs::OpenOptions::new().write(true).open(&taken));
+    }
+    let watched = watchdog.join().unwrap();
+    let summaries = result.expect("consume timed out").expect("consume");
+    assert_eq!(
+        watched,
+        Some(true),
+        "None: the bad record was never written through the FIFO; Some(false): the runtime \
+         stalled while a file write of the batch was blocked"
+    );
+    assert_eq!((summaries[0].rows, summaries[0].bad_records), (1, 1));
+    let bad = std::fs::read_to_string(bad_dir.join("batch-00000000.jsonl")).unwrap();
+    let entry: Value = serde_json::from_str(bad.trim_end()).unwrap();
+    assert_eq!(entry["payload"], big.as_str());
+}

@@ -212,3 +212,150 @@ fn a_bad_payload_that_is_not_utf8_keeps_its_bytes() {
     assert_eq!(bad[1]["payload"], r#"{"id": "text, not a number"}"#);
     assert!(bad[1].get("payload_base64").is_none());
 }
+
+/// Five records, each with a 900 KB value that makes it bad, in a different way: text in an
+/// int32 column, text that is no timestamp, a 900,000-digit number, a float64 too large, and a
+/// payload that is one long JSON string instead of an object.
+fn huge_bad_payloads() -> Vec<String> {
+    const BIG: usize = 900_000;
+    vec![
+        format!(r#"{{"id": 1, "i32": "{}"}}"#, "a".repeat(BIG)),
+        format!(r#"{{"id": 2, "ts": "{}"}}"#, "b".repeat(BIG)),
+        format!(r#"{{"id": 3, "i32": 1{}}}"#, "3".repeat(BIG)),
+        format!(r#"{{"id": 4, "f64": 4{}}}"#, "0".repeat(BIG)),
+        format!(r#""{}""#, "e".repeat(BIG)),
+    ]
+}
+
+/// What each reason must still say, in the order of [`huge_bad_payloads`].
+const HUGE_REASONS: [&str; 5] = [
+    "field `i32` should be an int32, found the text \"aaaa",
+    "field `ts` should be a timestamp",
+    "outside int32",
+    "too large for float64",
+    "expected a JSON object",
+];
+
+/// pyarrow's view of `_bad_records/`: per entry its offset, whether its payload is
+/// byte-identical to the line in `expected` (one payload per line, as kcat was given them),
+/// and its reason; plus the files' total size.
+const READ_BAD_RECORDS: &str = r#"
+import json, pathlib, sys
+import pyarrow.json as pj
+bad_dir, expected = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_bytes().split(b"\n")
+files = sorted(bad_dir.glob("*.jsonl"))
+entries, size = [], 0
+for f in files:
+    size += f.stat().st_size
+    t = pj.read_json(f, read_options=pj.ReadOptions(block_size=64 << 20)).to_pylist()
+    entries.extend(t)
+print(json.dumps({
+    "columns": sorted({k for e in entries for k, v in e.items() if v is not None}),
+    "bytes": size,
+    "entries": [{
+        "offset": e["offset"],
+        "same_payload": e["payload"].encode() == expected[e["offset"]],
+        "reason": e["reason"],
+    } for e in entries],
+}))
+"#;
+
+#[test]
+fn huge_bad_values_are_quoted_short_and_their_payload_is_stored_once() {
+    let payloads = huge_bad_payloads();
+    let lines: Vec<&str> = payloads.iter().map(String::as_str).collect();
+    let topic = raw_topic(&lines);
+    let payload_bytes: usize = payloads.iter().map(String::len).sum();
+    let dir = tempfile::tempdir().unwrap();
+    write_typed_config(dir.path(), &topic);
+    let expected = dir.path().join("payloads.txt");
+    std::fs::write(&expected, payloads.join("\n")).unwrap();
+
+    // Parquet sink, bad records skipped into _bad_records/.
+    let out = run_with_timeout(
+        common::configured(
+            dir.path(),
+            "consume",
+            &["--topics", &topic, "--trigger", "available-now"],
+        )
+        .env("RUST_LOG", "info"),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("5 bad records"), "{}", stdout(&out));
+    assert!(
+        out.stderr.len() < 50_000,
+        "stderr holds {} bytes for five bad records",
+        out.stderr.len()
+    );
+    let bad_dir = dir.path().join("out").join(&topic).join("_bad_records");
+    let read = run_with_timeout(
+        std::process::Command::new(python())
+            .args(["-c", READ_BAD_RECORDS])
+            .arg(&bad_dir)
+            .arg(&expected),
+        Duration::from_secs(120),
+    );
+    assert!(read.status.success(), "{}", stderr(&read));
+    let view: Value = serde_json::from_str(&stdout(&read)).unwrap();
+    assert_eq!(
+        view["columns"],
+        serde_json::json!(["offset", "partition", "payload", "reason", "topic"])
+    );
+    let entries = view["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    for (i, (entry, why)) in entries.iter().zip(HUGE_REASONS).enumerate() {
+        assert_eq!(entry["offset"], i as u64);
+        assert_eq!(entry["same_payload"], true, "payload of offset {i} differs");
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(
+            reason.len() < 1000,
+            "reason of offset {i} is {} bytes",
+            reason.len()
+        );
+        assert!(reason.contains(why), "{reason:?} should say {why:?}");
+    }
+    // Each payload once: the files are the payloads plus a little JSON around each.
+    let bytes = view["bytes"].as_u64().unwrap() as usize;
+    assert!(
+        bytes < payload_bytes + 10_000,
+        "_bad_records holds {bytes} bytes for {payload_bytes} bytes of payloads"
+    );
+
+    // The console sink logs bad records instead; on_bad_record = "fail" stops at the first
+    // with an error: both on stderr, both short.
+    let console = run_with_timeout(
+        &mut common::configured(
+            dir.path(),
+            "consume",
+            &[
+                "--sink",
+                "console",
+                "--topics",
+                &topic,
+                "--trigger",
+                "available-now",
+            ],
+        ),
+        Duration::from_secs(180),
+    );
+    assert!(console.status.success(), "{}", stderr(&console));
+    let err = stderr(&console);
+    assert_eq!(err.matches("bad record skipped").count(), 5, "{err:.2000}");
+    assert!(err.len() < 50_000, "console stderr: {} bytes", err.len());
+    assert!(err.contains("(900000 bytes)"), "{err:.2000}");
+
+    let fail = tempfile::tempdir().unwrap();
+    write_typed_config(fail.path(), &topic);
+    let config = std::fs::read_to_string(fail.path().join("c.toml")).unwrap();
+    let config = config.replace("[consumer]\n", "[consumer]\non_bad_record = \"fail\"\n");
+    std::fs::write(fail.path().join("c.toml"), config).unwrap();
+    let failed = consume_all(fail.path(), &topic);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let err = stderr(&failed);
+    assert!(err.len() < 50_000, "fail-mode stderr: {} bytes", err.len());
+    assert!(
+        err.contains("offset 0") && err.contains(HUGE_REASONS[0]),
+        "{err:.2000}"
+    );
+}

@@ -12,9 +12,15 @@
 //! A value that does not fit its column is an error with a reason, never a different value:
 //! a number that overflows to infinity or underflows to zero, an int32 out of range, a
 //! timestamp outside years 0001–9999 (the range of Parquet readers, Spark and Python alike).
+//!
+//! A reason quotes the offending value through [`Excerpt`] (numbers bare while short), so a
+//! 900 KB value makes a reason of a few hundred bytes, not a second copy of the payload.
+
+use std::borrow::Cow;
 
 use chrono::Utc;
 
+use crate::excerpt::{Excerpt, MAX_QUOTED_BYTES};
 use crate::settings::ColumnType;
 
 /// One converted field, before it is appended to its column.
@@ -63,7 +69,7 @@ fn text(raw: &str, ty: ColumnType) -> Result<Cell, String> {
     match ty {
         ColumnType::String => Ok(Cell::Text(value)),
         ColumnType::Timestamp => timestamp_text(&value).map(Cell::Int),
-        _ => Err(format!("the text {value:?}")),
+        _ => Err(format!("the text {}", Excerpt(&value))),
     }
 }
 
@@ -71,11 +77,21 @@ fn text(raw: &str, ty: ColumnType) -> Result<Cell, String> {
 /// nanoseconds to the nearest microsecond (ties to even).
 fn timestamp_text(value: &str) -> Result<i64, String> {
     let time = arrow::compute::kernels::cast_utils::string_to_datetime(&Utc, value)
-        .map_err(|_| format!("the text {value:?}"))?;
+        .map_err(|_| format!("the text {}", Excerpt(value)))?;
     let nanos =
         i128::from(time.timestamp()) * 1_000_000_000 + i128::from(time.timestamp_subsec_nanos());
     let micros = round_half_even(nanos, 1000);
-    in_timestamp_range(micros).ok_or_else(|| format!("{value:?}, {OUTSIDE_YEARS}"))
+    in_timestamp_range(micros).ok_or_else(|| format!("{}, {OUTSIDE_YEARS}", Excerpt(value)))
+}
+
+/// A JSON number as a reason shows it: bare while short (`1e400`), else as an [`Excerpt`]
+/// (quoted, cut, with its full length).
+fn number_text(raw: &str) -> Cow<'_, str> {
+    if raw.len() <= MAX_QUOTED_BYTES {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(Excerpt(raw).to_string())
+    }
 }
 
 const OUTSIDE_YEARS: &str = "outside the years 0001 to 9999";
@@ -98,6 +114,7 @@ fn round_half_even(n: i128, d: i128) -> i128 {
 }
 
 fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
+    let shown = || number_text(raw);
     match ty {
         // Integers parse first; only a failure looks at how the number was written.
         ColumnType::Int32 => raw
@@ -109,11 +126,11 @@ fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
             .map(Cell::Int)
             .map_err(|_| not_an_integer(raw, "int64")),
         ColumnType::Float64 => {
-            let v: f64 = raw.parse().map_err(|_| format!("the number {raw}"))?;
+            let v: f64 = raw.parse().map_err(|_| format!("the number {}", shown()))?;
             finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float64").map(|()| Cell::Float(v))
         }
         ColumnType::Float32 => {
-            let v: f32 = raw.parse().map_err(|_| format!("the number {raw}"))?;
+            let v: f32 = raw.parse().map_err(|_| format!("the number {}", shown()))?;
             finite_and_nonzero(raw, v.is_infinite(), v == 0.0, "float32")
                 .map(|()| Cell::Float(v.into()))
         }
@@ -124,19 +141,20 @@ fn number(raw: &str, ty: ColumnType) -> Result<Cell, String> {
             .or_else(|| decimal_seconds_to_micros(raw))
             .and_then(in_timestamp_range)
             .map(Cell::Int)
-            .ok_or_else(|| format!("{raw}, {OUTSIDE_YEARS}")),
-        ColumnType::Bool | ColumnType::String => Err(format!("the number {raw}")),
+            .ok_or_else(|| format!("{}, {OUTSIDE_YEARS}", shown())),
+        ColumnType::Bool | ColumnType::String => Err(format!("the number {}", shown())),
     }
 }
 
 /// Why a JSON number that did not parse as an integer does not fit an integer column.
 fn not_an_integer(raw: &str, ty: &str) -> String {
+    let shown = number_text(raw);
     if raw.contains('.') {
-        format!("the fractional number {raw}")
+        format!("the fractional number {shown}")
     } else if raw.contains(['e', 'E']) {
-        format!("the number {raw} in exponent form (write integers as digits)")
+        format!("the number {shown} in exponent form (write integers as digits)")
     } else {
-        format!("{raw}, outside {ty}")
+        format!("{shown}, outside {ty}")
     }
 }
 
@@ -144,10 +162,13 @@ fn not_an_integer(raw: &str, ty: &str) -> String {
 /// to zero underflowed it. Either would store a different value.
 fn finite_and_nonzero(raw: &str, infinite: bool, zero: bool, ty: &str) -> Result<(), String> {
     if infinite {
-        return Err(format!("{raw}, too large for {ty}"));
+        return Err(format!("{}, too large for {ty}", number_text(raw)));
     }
     if zero && significand(raw).bytes().any(|b| (b'1'..=b'9').contains(&b)) {
-        return Err(format!("{raw}, too small for {ty} (it would become 0)"));
+        return Err(format!(
+            "{}, too small for {ty} (it would become 0)",
+            number_text(raw)
+        ));
     }
     Ok(())
 }

@@ -2,15 +2,23 @@
 //! decoded straight into Arrow by the topic's schema, written by a sink (Parquet or console),
 //! and checkpointed so the output survives crashes exactly once.
 //!
-//! Topics run concurrently, one loop each ([`engine`]); partitions of a batch are fetched
+//! Topics run concurrently, one loop each ([`engine`]), each with a file worker thread of
+//! its own for everything that touches a file; partitions of a batch are fetched
 //! concurrently. Without consumer groups in rskafka, the consumer owns its offsets: several
-//! processes split a topic with `--partitions`/`--instance`, each with its own checkpoint and
-//! file names.
+//! processes split a topic with `--partitions`/`--instance` ([`selection`]), each with its own
+//! checkpoint and file names.
 //!
+//! * [`setup`] checks the chosen topics and partitions and opens each one's output.
 //! * [`schema`] decodes a payload into a row; [`convert`] turns each value's text into its
 //!   column's type exactly, or says why it cannot.
 //! * [`checkpoint`] is the plan/commit log; [`lock`] makes a job its only writer; [`reconcile`]
 //!   checks at start that the output holds nothing the checkpoint does not account for.
+//! * [`summary`]: what each topic did.
+//!
+//! Failure policy: a topic that fails stops the others after their current batch, which
+//! each commits; then [`run`] returns the first error (the process exits 1). What the failed
+//! topic wrote of its unfinished batch is accounted for by its plan and replaced when a rerun
+//! replays that batch.
 
 pub mod checkpoint;
 mod convert;
@@ -18,92 +26,28 @@ mod engine;
 mod lock;
 mod reconcile;
 pub mod schema;
+mod selection;
+mod setup;
+mod summary;
 
-use std::fmt;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+pub use selection::PartitionSelection;
+pub use summary::TopicSummary;
 
-use rskafka::client::partition::UnknownTopicHandling;
 use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
-use crate::sink::{ConsoleSink, ParquetSink, Sink, SinkError};
+use crate::sink::SinkError;
 use crate::status::Status;
-use checkpoint::{Checkpoint, CheckpointError};
-use engine::TopicJob;
-use lock::{LockError, Ownership};
+use checkpoint::CheckpointError;
+use lock::LockError;
+use setup::PreparedTopic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkKind {
     Parquet,
     Console,
 }
-
-/// Which partitions of each topic this process owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartitionSelection {
-    All,
-    /// `--partitions 0,2`
-    List(Vec<i32>),
-    /// `--instance I/N`: partitions `p` with `p % N == I`.
-    Instance {
-        index: u32,
-        count: u32,
-    },
-}
-
-impl PartitionSelection {
-    /// Parses `I/N` for `--instance`.
-    pub fn parse_instance(text: &str) -> Result<Self, String> {
-        let (i, n) = text.split_once('/').ok_or("expected I/N, like 0/2")?;
-        let index: u32 = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("{i:?} is not a number"))?;
-        let count: u32 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("{n:?} is not a number"))?;
-        if count == 0 || index >= count {
-            return Err(format!("instance {index}/{count}: I must be below N"));
-        }
-        Ok(Self::Instance { index, count })
-    }
-
-    fn owns(&self, partition: i32) -> bool {
-        match self {
-            Self::All => true,
-            Self::List(list) => list.contains(&partition),
-            Self::Instance { index, count } => partition as u32 % count == *index,
-        }
-    }
-
-    /// Added to file and checkpoint names so instances sharing an output dir never collide.
-    pub fn identity(&self) -> String {
-        match self {
-            Self::All => "all".into(),
-            Self::List(list) => {
-                // `--partitions 2,0` and `0,2,0` name the same consumer as `0,2`.
-                let mut list = list.clone();
-                list.sort_unstable();
-                list.dedup();
-                let names: Vec<String> = list.iter().map(i32::to_string).collect();
-                format!("p{}", names.join("-"))
-            }
-            Self::Instance { index, count } => format!("i{index}of{count}"),
-        }
-    }
-
-    fn file_suffix(&self) -> String {
-        match self {
-            Self::All => String::new(),
-            _ => format!("-{}", self.identity()),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
     pub sink: SinkKind,
@@ -206,6 +150,14 @@ pub enum ConsumeError {
         "topic {topic}: gave up after consumer.retry_deadline: {error}; the checkpoint is intact, run again to continue"
     )]
     GaveUp { topic: String, error: String },
+    #[error(
+        "topic {topic}: cannot start the thread that writes its files: {source}; the system is out of threads or memory, free some and run again"
+    )]
+    Worker {
+        topic: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ConsumeError {
@@ -231,54 +183,6 @@ impl ConsumeError {
     }
 }
 
-/// What one topic's run did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TopicSummary {
-    pub topic: String,
-    pub batches: u64,
-    pub rows: u64,
-    pub bad_records: u64,
-    pub files: u64,
-    pub elapsed: Duration,
-}
-
-impl TopicSummary {
-    /// One summary per topic out of several runs' (in first-seen order): counts and times add.
-    pub fn combine(summaries: impl IntoIterator<Item = TopicSummary>) -> Vec<TopicSummary> {
-        let mut combined: Vec<TopicSummary> = Vec::new();
-        for s in summaries {
-            match combined.iter_mut().find(|c| c.topic == s.topic) {
-                Some(c) => {
-                    c.batches += s.batches;
-                    c.rows += s.rows;
-                    c.bad_records += s.bad_records;
-                    c.files += s.files;
-                    c.elapsed += s.elapsed;
-                }
-                None => combined.push(s),
-            }
-        }
-        combined
-    }
-}
-
-impl fmt::Display for TopicSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
-        write!(
-            f,
-            "{}: {} rows in {} batches, {} files, {} bad records, {:.2} s, {:.0} records/s",
-            self.topic,
-            self.rows,
-            self.batches,
-            self.files,
-            self.bad_records,
-            secs,
-            (self.rows + self.bad_records) as f64 / secs.max(1e-9)
-        )
-    }
-}
-
 /// Consumes the chosen topics until drained (`available-now`) or shutdown. A topic that fails
 /// stops the others after their current batch: a pipeline that silently lost one of its
 /// streams would be worse than one that stops and says why.
@@ -288,102 +192,28 @@ pub async fn run(
     status: &Status,
     shutdown: CancellationToken,
 ) -> Result<Vec<TopicSummary>, ConsumeError> {
-    let consumer = &settings.consumer;
-    let configured = || {
-        consumer
-            .topics
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut topics: Vec<String> = match &options.topics {
-        Some(list) => list.clone(),
-        None => consumer.topics.keys().cloned().collect(),
-    };
-    // `--topics a,a` is one topic: two jobs would share one checkpoint.
-    let mut seen = std::collections::HashSet::new();
-    topics.retain(|t| seen.insert(t.clone()));
-    for topic in &topics {
-        if !consumer.topics.contains_key(topic) {
-            return Err(ConsumeError::NoSchema {
-                topic: topic.clone(),
-                configured: configured(),
-            });
-        }
-        crate::kafka::validate_topic_name(topic)?;
-    }
-
+    let topics = setup::chosen_topics(settings, options)?;
     let kafka = KafkaClient::connect(&settings.kafka).await?;
-    let mut jobs = Vec::new();
+    // Every topic is checked, locked and opened before any runs.
+    let mut prepared = Vec::new();
     for topic in &topics {
-        let count =
-            kafka
-                .partition_count(topic)
-                .await?
-                .ok_or_else(|| ConsumeError::MissingTopic {
-                    topic: topic.clone(),
-                })?;
-        if let PartitionSelection::List(list) = &options.partitions
-            && let Some(&bad) = list.iter().find(|&&p| p < 0 || p >= count)
-        {
-            return Err(ConsumeError::NoSuchPartition {
-                topic: topic.clone(),
-                partition: bad,
-                count,
-            });
-        }
-        let owned: Vec<i32> = (0..count).filter(|&p| options.partitions.owns(p)).collect();
-        if owned.is_empty() {
-            return Err(ConsumeError::NothingOwned {
-                topic: topic.clone(),
-                count,
-            });
-        }
-        let mut partitions = Vec::new();
-        for p in owned {
-            let what = format!("reaching the leader of {topic}/{p}");
-            let c = crate::kafka::retrying(
-                consumer.retry_policy(),
-                settings.kafka.timeout(),
-                &what,
-                || {
-                    kafka
-                        .client
-                        .partition_client(topic.as_str(), p, UnknownTopicHandling::Retry)
-                },
-            )
-            .await
-            .map_err(|error| ConsumeError::GaveUp {
-                topic: topic.clone(),
-                error,
-            })?;
-            partitions.push(Arc::new(c));
-        }
-        jobs.push(job(settings, options, topic, partitions, status)?);
+        let partitions = setup::owned_partitions(settings, options, &kafka, topic).await?;
+        // Opening the output creates directories and takes file locks: blocking work.
+        let (settings, options, status, topic) = (
+            settings.clone(),
+            options.clone(),
+            status.clone(),
+            topic.clone(),
+        );
+        let topic_setup = tokio::task::spawn_blocking(move || {
+            setup::prepare(&settings, &options, &topic, partitions, &status)
+        });
+        prepared.push(topic_setup.await.expect("topic setup panicked")?);
     }
-
-    let stop = shutdown.child_token();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (job, sink) in jobs {
-        tasks.spawn(engine::run_topic(job, sink, stop.clone()));
-    }
-    let mut summaries = Vec::new();
-    let mut first_error = None;
-    while let Some(done) = tasks.join_next().await {
-        match done.expect("topic task panicked") {
-            Ok(summary) => summaries.push(summary),
-            Err(error) => {
-                if first_error.is_none() && !stop.is_cancelled() {
-                    tracing::error!(%error, "topic failed; stopping the other topics after their current batch");
-                } else {
-                    tracing::error!(%error, "topic failed");
-                }
-                stop.cancel();
-                first_error.get_or_insert(error);
-            }
-        }
-    }
+    let RunOutcome {
+        mut summaries,
+        first_error,
+    } = run_topics(prepared, shutdown).await;
     summaries.sort_by_key(|s| topics.iter().position(|t| *t == s.topic));
     if options.print_summaries && options.sink == SinkKind::Parquet {
         for summary in &summaries {
@@ -396,91 +226,37 @@ pub async fn run(
     }
 }
 
-fn job(
-    settings: &Settings,
-    options: &ConsumeOptions,
-    topic: &str,
-    partitions: Vec<Arc<rskafka::client::partition::PartitionClient>>,
-    status: &Status,
-) -> Result<(TopicJob, Box<dyn Sink>), ConsumeError> {
-    let consumer = &settings.consumer;
-    let topic_dir = consumer.output.join(topic);
-    let suffix = options.partitions.file_suffix();
-    let (sink, checkpoint, bad_records_dir): (Box<dyn Sink>, _, _) = match options.sink {
-        SinkKind::Console => (
-            Box::new(ConsoleSink::new(topic, consumer.console_rows)),
-            None,
-            None,
-        ),
-        SinkKind::Parquet => {
-            let root: PathBuf = if consumer.checkpoint.as_os_str().is_empty() {
-                topic_dir.join("_checkpoint")
-            } else {
-                consumer.checkpoint.join(topic)
-            };
-            let checkpoint =
-                Checkpoint::open(root.join(options.partitions.identity())).map_err(|source| {
-                    ConsumeError::Checkpoint {
-                        topic: topic.to_string(),
-                        source,
-                    }
-                })?;
-            // Locked before the sink touches the output (it clears its temporaries).
-            let owned: Vec<i32> = partitions.iter().map(|c| c.partition()).collect();
-            let lock =
-                Ownership::acquire(checkpoint.dir(), &topic_dir, &owned).map_err(|source| {
-                    ConsumeError::Lock {
-                        topic: topic.to_string(),
-                        source,
-                    }
-                })?;
-            let sink = ParquetSink::new(topic_dir.clone(), suffix.clone(), consumer.compression)
-                .map_err(|source| ConsumeError::Sink {
-                    topic: topic.to_string(),
-                    source,
-                })?;
-            (
-                Box::new(sink),
-                Some((checkpoint, lock)),
-                Some(topic_dir.join("_bad_records")),
-            )
-        }
-    };
-    let (checkpoint, ownership) = checkpoint.unzip();
-    let job = TopicJob {
-        topic: topic.to_string(),
-        partitions,
-        schema: consumer.topics[topic].schema.clone(),
-        checkpoint,
-        _locks: ownership,
-        overwrite: options.overwrite,
-        bad_records_dir,
-        instance_suffix: suffix,
-        settings: consumer.clone(),
-        request_timeout: settings.kafka.timeout(),
-        status: status.topic(topic),
-        watched: status.is_watched(),
-    };
-    Ok((job, sink))
+/// How the topics' runs ended: the summaries of those that finished, and the first error.
+struct RunOutcome {
+    summaries: Vec<TopicSummary>,
+    first_error: Option<ConsumeError>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instances_split_partitions_without_overlap() {
-        let a = PartitionSelection::parse_instance("0/2").unwrap();
-        let b = PartitionSelection::parse_instance("1/2").unwrap();
-        for p in 0..7 {
-            assert!(a.owns(p) != b.owns(p));
-        }
-        assert_eq!(a.identity(), "i0of2");
-        assert_eq!(a.file_suffix(), "-i0of2");
-        assert_eq!(PartitionSelection::All.file_suffix(), "");
-        assert_eq!(PartitionSelection::List(vec![0, 2]).identity(), "p0-2");
-        assert_eq!(PartitionSelection::List(vec![2, 0, 2]).identity(), "p0-2");
-        assert!(PartitionSelection::parse_instance("2/2").is_err());
-        assert!(PartitionSelection::parse_instance("x").is_err());
+/// Runs every topic at once until each has ended; the first failure stops the others after
+/// their current batch (which they commit).
+async fn run_topics(prepared: Vec<PreparedTopic>, shutdown: CancellationToken) -> RunOutcome {
+    let stop = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for PreparedTopic { job, files } in prepared {
+        tasks.spawn(engine::run_topic(job, files, stop.clone()));
     }
+    let mut outcome = RunOutcome {
+        summaries: Vec::new(),
+        first_error: None,
+    };
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("topic task panicked") {
+            Ok(summary) => outcome.summaries.push(summary),
+            Err(error) => {
+                if outcome.first_error.is_none() && !stop.is_cancelled() {
+                    tracing::error!(%error, "topic failed; stopping the other topics after their current batch");
+                } else {
+                    tracing::error!(%error, "topic failed");
+                }
+                stop.cancel();
+                outcome.first_error.get_or_insert(error);
+            }
+        }
+    }
+    outcome
 }

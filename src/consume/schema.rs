@@ -2,6 +2,9 @@
 //! whole row or nothing (it is a bad record): fields are parsed into a scratch row first and
 //! appended only when every one of them fits its column. Each value is converted from its raw
 //! JSON text by [`super::convert`], which is exact or refuses.
+//!
+//! A bad record's reason never holds more than an [`Excerpt`] of the payload: the payload
+//! itself is kept once, beside the reason, in `_bad_records/`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::convert::{Cell, convert};
+use crate::excerpt::Excerpt;
 use crate::settings::ColumnType;
 
 /// Timestamps are stored in UTC, as Parquet TIMESTAMP(MICROS) adjusted to UTC.
@@ -192,7 +196,9 @@ impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+        // `any`, not `map`: for a payload that is no object, serde_json's `deserialize_map`
+        // quotes the whole value in its error; `any` hands it to the visitor, which does not.
+        d.deserialize_any(self)
     }
 }
 
@@ -201,6 +207,14 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
+    }
+
+    /// serde's own message would quote the whole string; this one quotes an [`Excerpt`].
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        Err(E::custom(format!(
+            "invalid type: string {}, expected a JSON object",
+            Excerpt(v)
+        )))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -347,5 +361,60 @@ mod tests {
         }
         d.decode(br#"{"id": 1}"#).unwrap();
         assert_eq!(d.finish().num_rows(), 1, "bad records left no partial rows");
+    }
+
+    #[test]
+    fn reasons_quote_an_excerpt_of_a_huge_value() {
+        let big = 900_000;
+        let cols: IndexMap<String, ColumnType> = [
+            ("i32", ColumnType::Int32),
+            ("i64", ColumnType::Int64),
+            ("f32", ColumnType::Float32),
+            ("f64", ColumnType::Float64),
+            ("ts", ColumnType::Timestamp),
+            ("b", ColumnType::Bool),
+            ("s", ColumnType::String),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let mut d = RowDecoder::new(&cols);
+        let text = format!("\"{}\"", "x".repeat(big));
+        let escaped = format!("\"\\n{}\"", "y".repeat(big));
+        let digits = format!("1{}", "2".repeat(big));
+        let fraction = format!("1.{}", "5".repeat(big));
+        let exponent = format!("1{}e5", "0".repeat(big));
+        let tiny = format!("0.{}1", "0".repeat(big));
+        for (column, value) in [
+            ("i32", &text),
+            ("i32", &escaped),
+            ("i32", &digits),
+            ("i64", &fraction),
+            ("i64", &exponent),
+            ("f32", &digits),
+            ("f64", &tiny),
+            ("f64", &text),
+            ("ts", &text),
+            ("ts", &digits),
+            ("b", &digits),
+            ("s", &digits),
+        ] {
+            let payload = format!("{{\"{column}\": {value}}}");
+            let reason = d.decode(payload.as_bytes()).unwrap_err();
+            assert!(
+                reason.len() < 400 && reason.contains(&format!("field `{column}`")),
+                "{column} = {:.40}...: {} bytes: {reason:.500}",
+                value,
+                reason.len()
+            );
+        }
+        for payload in [
+            text.clone(),
+            format!("{text} trailing"),
+            format!("[{text}]"),
+        ] {
+            let reason = d.decode(payload.as_bytes()).unwrap_err();
+            assert!(reason.len() < 400, "{} bytes: {reason:.500}", reason.len());
+        }
     }
 }

@@ -1,0 +1,302 @@
+//! One topic's micro-batch loop: wait for the trigger, plan the next offset ranges, fetch the
+//! partitions concurrently, and have the topic's file worker decode, write and commit.
+//!
+//! * [`plan`]: what the next batch reads (broker offsets, data loss, the record limit).
+//! * [`fetch`]: the async half of a batch, Kafka → a bounded channel of chunks.
+//! * [`batch`]: the blocking half, chunks → Arrow → sink files, bad records, checkpoint.
+//! * [`worker`]: the thread the blocking half runs on, one per topic, and its requests.
+//!
+//! A batch: the loop plans it and hands it to the worker ([`batch::BatchOrder`]), which
+//! writes the plan durably, then decodes and writes the records while [`fetch`] brings them,
+//! then makes the output durable and writes the commit. A retriable failure (the disk, the
+//! broker) retries the same plan; anything else ends the topic with its error. Shutdown is
+//! looked at between batches: a batch that started runs to its commit.
+
+mod batch;
+mod fetch;
+mod plan;
+mod worker;
+
+pub use batch::TopicFiles;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{Commit, Plan, Recovered};
+use super::lock::Ownership;
+use super::{ConsumeError, TopicSummary};
+use crate::backoff::Retry;
+use crate::settings::{ConsumerSettings, StartingOffsets, Trigger};
+use crate::status::{BatchReport, RunState, TopicStatus};
+use batch::{BatchOrder, BatchOutcome};
+use fetch::fetch_plan;
+use plan::{latest_offsets, next_ranges, offsets, refresh_latest, still_readable};
+use worker::FileWorker;
+
+/// Fetched chunks queued for the file worker per batch: bounds memory while fetching runs
+/// ahead of writing.
+const CHUNK_QUEUE: usize = 2;
+/// How often latest offsets are looked up between batches while a status page watches, so
+/// its lag is current even with a long trigger interval.
+const STATUS_REFRESH: Duration = Duration::from_secs(2);
+
+/// Everything one topic's loop needs on the async side (its files go to its worker).
+pub struct TopicJob {
+    pub topic: String,
+    pub partitions: Vec<Arc<PartitionClient>>,
+    pub settings: ConsumerSettings,
+    pub request_timeout: Duration,
+    pub status: Arc<TopicStatus>,
+    /// Whether a status server shows `status` (then latest offsets are refreshed between
+    /// batches).
+    pub watched: bool,
+    /// The locks that make this job the checkpoint's only writer: never read, held while the
+    /// job lives (dropping them releases them).
+    pub _locks: Option<Ownership>,
+}
+
+/// Where a topic stands between batches.
+struct Progress {
+    /// The next offset to read of every owned partition.
+    next: BTreeMap<i32, i64>,
+    /// The number of the next batch.
+    batch: u64,
+    summary: TopicSummary,
+}
+
+/// Runs one topic until its stream is drained (available-now) or shutdown.
+pub async fn run_topic(
+    job: TopicJob,
+    files: TopicFiles,
+    shutdown: CancellationToken,
+) -> Result<TopicSummary, ConsumeError> {
+    let status = Arc::clone(&job.status);
+    status.set_consumer_state(RunState::Running);
+    let result = consume_topic(&job, files, shutdown).await;
+    match &result {
+        Ok(_) => status.set_consumer_state(RunState::Finished),
+        Err(error) => {
+            status.trouble.failed(error);
+            status.set_consumer_state(RunState::Failed);
+        }
+    }
+    result
+}
+
+async fn consume_topic(
+    job: &TopicJob,
+    files: TopicFiles,
+    shutdown: CancellationToken,
+) -> Result<TopicSummary, ConsumeError> {
+    let started = Instant::now();
+    let mut worker = FileWorker::start(files)?;
+    let mut progress = resume(job, &mut worker).await?;
+    run_batches(job, &mut worker, &mut progress, &shutdown).await?;
+    worker.finish().await;
+    progress.summary.elapsed = started.elapsed();
+    Ok(progress.summary)
+}
+
+/// Where the checkpoint left the topic (partitions it has not seen start at
+/// `consumer.starting_offsets`), after replaying the batch it left unfinished.
+async fn resume(job: &TopicJob, worker: &mut FileWorker) -> Result<Progress, ConsumeError> {
+    let policy = job.settings.retry_policy();
+    let Recovered {
+        last_commit,
+        unfinished,
+    } = worker.recover().await?;
+    let mut next: BTreeMap<i32, i64> = last_commit
+        .as_ref()
+        .map(|c| c.next_offsets.clone())
+        .unwrap_or_default();
+    let owned: Vec<i32> = job.partitions.iter().map(|c| c.partition()).collect();
+    next.retain(|p, _| owned.contains(p));
+    if next.len() < owned.len() {
+        let at = match job.settings.starting_offsets {
+            StartingOffsets::Earliest => OffsetAt::Earliest,
+            StartingOffsets::Latest => OffsetAt::Latest,
+        };
+        let start = offsets(job, at, policy).await?;
+        for p in &owned {
+            next.entry(*p).or_insert(start[p]);
+        }
+    }
+    job.status.set_committed(&next);
+    let mut progress = Progress {
+        next,
+        batch: last_commit.as_ref().map_or(0, |c| c.batch + 1),
+        summary: TopicSummary {
+            topic: job.topic.clone(),
+            ..TopicSummary::default()
+        },
+    };
+    let Some(plan) = unfinished else {
+        return Ok(progress);
+    };
+    if still_readable(job, &plan, policy).await? {
+        tracing::info!(topic = %job.topic, batch = plan.batch, ranges = ?plan.ranges, "replaying a batch that did not finish");
+        execute(job, worker, &plan, &mut progress).await?;
+    } else {
+        // Its records are gone: what its attempt wrote goes too, and the batch number is
+        // planned afresh.
+        worker.discard(plan.batch).await?;
+        progress.batch = plan.batch;
+    }
+    Ok(progress)
+}
+
+/// The trigger loop: a batch per tick (or back to back until the targets with
+/// available-now), until shutdown or, with available-now, nothing waits.
+async fn run_batches(
+    job: &TopicJob,
+    worker: &mut FileWorker,
+    progress: &mut Progress,
+    shutdown: &CancellationToken,
+) -> Result<(), ConsumeError> {
+    let policy = job.settings.retry_policy();
+    let trigger = job.settings.trigger();
+    let targets = match trigger {
+        Trigger::AvailableNow => Some(latest_offsets(job, policy).await?),
+        Trigger::Every(_) => None,
+    };
+    let mut status_refresh = tokio::time::interval(STATUS_REFRESH);
+    let mut ticker = match trigger {
+        Trigger::Every(period) => {
+            let mut t = tokio::time::interval(period);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Some(t)
+        }
+        Trigger::AvailableNow => None,
+    };
+    loop {
+        if let Some(ticker) = &mut ticker {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+                _ = status_refresh.tick(), if job.watched => {
+                    refresh_latest(job).await;
+                    continue;
+                }
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let latest = match &targets {
+            Some(targets) => targets.clone(),
+            None => latest_offsets(job, policy).await?,
+        };
+        let ranges = next_ranges(job, &mut progress.next, &latest, policy).await?;
+        if ranges.is_empty() {
+            if targets.is_some() {
+                break;
+            }
+            continue;
+        }
+        let plan = Plan {
+            batch: progress.batch,
+            ranges,
+        };
+        execute(job, worker, &plan, progress).await?;
+    }
+    Ok(())
+}
+
+/// Runs one planned batch to its commit, retrying it whole (same ranges) after a fetch or
+/// write failure until the retry deadline.
+async fn execute(
+    job: &TopicJob,
+    worker: &mut FileWorker,
+    plan: &Plan,
+    progress: &mut Progress,
+) -> Result<(), ConsumeError> {
+    let mut retry = Retry::new(job.settings.retry_policy());
+    let started = Instant::now();
+    let mut next_offsets = progress.next.clone();
+    for (p, (_, end)) in &plan.ranges {
+        next_offsets.insert(*p, *end);
+    }
+    loop {
+        let error = match attempt(job, worker, plan, &next_offsets).await {
+            Ok(commit) => {
+                committed(job, plan, commit, started.elapsed(), progress);
+                return Ok(());
+            }
+            Err(error) if error.is_retriable() => error,
+            Err(error) => return Err(error),
+        };
+        let Some(wait) = retry.failed() else {
+            return Err(error);
+        };
+        tracing::warn!(topic = %job.topic, batch = plan.batch, %error, retry_in = ?wait, "batch failed; it is not committed and will be retried");
+        job.status
+            .trouble
+            .failed(format!("batch {} failed: {error}", plan.batch));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// One try at a batch: the worker writes while the ranges are fetched. A fetch error
+/// outranks the worker's outcome (the worker only saw the records stop).
+async fn attempt(
+    job: &TopicJob,
+    worker: &mut FileWorker,
+    plan: &Plan,
+    next_offsets: &BTreeMap<i32, i64>,
+) -> Result<Commit, ConsumeError> {
+    let (chunks_in, chunks) = mpsc::channel(CHUNK_QUEUE);
+    let order = BatchOrder {
+        plan: plan.clone(),
+        next_offsets: next_offsets.clone(),
+        chunks,
+    };
+    let pending = worker.submit(order).await;
+    let fetched = fetch_plan(job, plan, chunks_in).await;
+    let outcome = worker.outcome(pending).await;
+    match (fetched, outcome) {
+        (Err(error), _) | (Ok(()), BatchOutcome::Failed(error)) => Err(error),
+        (Ok(()), BatchOutcome::Committed(commit)) => Ok(commit),
+        (Ok(()), BatchOutcome::Abandoned) => {
+            unreachable!("a fetch that succeeded ends its records with `Complete`")
+        }
+    }
+}
+
+/// Takes a committed batch into the topic's progress, status and log.
+fn committed(
+    job: &TopicJob,
+    plan: &Plan,
+    commit: Commit,
+    duration: Duration,
+    progress: &mut Progress,
+) {
+    let Commit {
+        batch,
+        next_offsets,
+        files,
+        rows,
+        bad_records,
+    } = commit;
+    tracing::info!(topic = %job.topic, batch, rows, bad_records, files = files.len(), "batch committed");
+    job.status.record_batch(&BatchReport {
+        batch,
+        ranges: &plan.ranges,
+        rows,
+        bad_records,
+        files: files.len() as u64,
+        duration,
+    });
+    job.status.trouble.recovered();
+    let summary = &mut progress.summary;
+    summary.batches += 1;
+    summary.rows += rows;
+    summary.bad_records += bad_records;
+    summary.files += files.len() as u64;
+    progress.next = next_offsets;
+    progress.batch = batch + 1;
+}
