@@ -84,15 +84,6 @@ impl Classify for crate::produce::ProduceError {
     }
 }
 
-impl Classify for crate::consume::ConsumeError {
-    fn is_usage(&self) -> bool {
-        match self {
-            crate::consume::ConsumeError::Kafka(error) => error.is_usage(),
-            other => crate::consume::ConsumeError::is_usage(other),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,12 +174,19 @@ impl ConsumeError {
                 }
         )
     }
+}
 
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Self::NoSchema { .. } | Self::NoSuchPartition { .. } | Self::NothingOwned { .. }
-        )
+impl crate::failure::Classify for ConsumeError {
+    /// Topics and partitions the command line named that cannot be consumed; an invalid topic
+    /// name, however deep in a Kafka error.
+    fn is_usage(&self) -> bool {
+        match self {
+            Self::NoSchema { .. } | Self::NoSuchPartition { .. } | Self::NothingOwned { .. } => {
+                true
+            }
+            Self::Kafka(error) => crate::failure::Classify::is_usage(error),
+            _ => false,
+        }
     }
 }
 
