@@ -22,6 +22,8 @@ pub struct Retry {
     first_failure: Option<Instant>,
     next: Duration,
     attempts: u32,
+    /// Failures within this long of the first are logged at debug level only.
+    quiet_for: Duration,
 }
 
 impl Retry {
@@ -31,7 +33,15 @@ impl Retry {
             first_failure: None,
             next: policy.initial,
             attempts: 0,
+            quiet_for: Duration::ZERO,
         }
+    }
+
+    /// Logs the first `quiet_for` of an outage at debug level: for calls where a short outage
+    /// is routine (a new topic's leader election, a restarting broker).
+    pub fn quiet_for(mut self, quiet_for: Duration) -> Self {
+        self.quiet_for = quiet_for;
+        self
     }
 
     /// Failures since the last success.
@@ -90,17 +100,21 @@ impl<E> RetryError<E> {
             Self::Fatal(last) | Self::GaveUp { last, .. } => last,
         }
     }
+
+    /// The last error itself, for callers whose error already says enough.
+    pub fn into_last(self) -> E {
+        match self {
+            Self::Fatal(last) | Self::GaveUp { last, .. } => last,
+        }
+    }
 }
 
-/// Failures within this long of the first are routine (a new topic's leader election, a
-/// restarting broker) and logged at debug level; longer outages warn.
-const ROUTINE_OUTAGE: Duration = Duration::from_secs(2);
-
-/// Runs `call` until it succeeds, retrying the errors `retriable` accepts with backoff under
-/// `policy` and logging each retry with `what`. Callers bound each attempt themselves (their
-/// call carries its own timeout) and stop it on shutdown by dropping the future.
+/// Runs `call` until it succeeds, retrying the errors `retriable` accepts with the backoff of
+/// `retry` and logging each retry with `what`. Callers bound each attempt themselves (their
+/// call carries its own timeout) and stop it on shutdown by dropping the future. A loop whose
+/// attempt borrows its state mutably calls [`Retry::pause`] itself instead.
 pub async fn retry<T, E, F, Fut>(
-    policy: RetryPolicy,
+    mut retry: Retry,
     what: &str,
     retriable: impl Fn(&E) -> bool,
     mut call: F,
@@ -110,32 +124,45 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut retry = Retry::new(policy);
     loop {
-        let error = match call().await {
+        match call().await {
             Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
+            Err(error) => retry.pause(what, error, &retriable).await?,
+        }
+    }
+}
+
+impl Retry {
+    /// The one retry decision, after a failed attempt: gives the error back when `retriable`
+    /// rejects it or the outage has lasted the deadline; else logs it with `what` and sleeps
+    /// until the next try.
+    pub async fn pause<E: fmt::Display>(
+        &mut self,
+        what: &str,
+        error: E,
+        retriable: impl Fn(&E) -> bool,
+    ) -> Result<(), RetryError<E>> {
         if !retriable(&error) {
             return Err(RetryError::Fatal(error));
         }
-        let Some(wait) = retry.failed() else {
+        let Some(wait) = self.failed() else {
             return Err(RetryError::GaveUp {
-                attempts: retry.attempts(),
-                outage: retry.outage(),
+                attempts: self.attempts(),
+                outage: self.outage(),
                 last: error,
             });
         };
-        retry.log(what, &error, wait);
+        self.log(what, &error, wait);
         tokio::time::sleep(wait).await;
+        Ok(())
     }
 }
 
 impl Retry {
     /// Logs one failure about to be retried: debug while the outage is routine, then warn.
-    pub fn log(&self, what: &str, error: &dyn fmt::Display, wait: Duration) {
+    fn log(&self, what: &str, error: &dyn fmt::Display, wait: Duration) {
         let attempt = self.attempts;
-        if self.outage() < ROUTINE_OUTAGE {
+        if self.outage() < self.quiet_for {
             tracing::debug!(%error, attempt, retry_in = ?wait, "{what} failed; retrying");
         } else {
             tracing::warn!(%error, attempt, retry_in = ?wait, "{what} failed; retrying");
@@ -189,7 +216,7 @@ mod tests {
     async fn retries_what_the_classifier_accepts_until_it_succeeds() {
         let mut calls = 0;
         let result: Result<u32, RetryError<&str>> = retry(
-            QUICK,
+            Retry::new(QUICK),
             "test",
             |_| true,
             || {
@@ -206,7 +233,7 @@ mod tests {
     async fn a_fatal_error_is_not_retried() {
         let mut calls = 0;
         let result: Result<(), _> = retry(
-            QUICK,
+            Retry::new(QUICK),
             "test",
             |e: &&str| *e != "denied",
             || {
@@ -221,7 +248,13 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_with_the_last_error_after_the_deadline() {
-        let result: Result<(), _> = retry(QUICK, "test", |_| true, || async { Err("down") }).await;
+        let result: Result<(), _> = retry(
+            Retry::new(QUICK),
+            "test",
+            |_| true,
+            || async { Err("down") },
+        )
+        .await;
         match result {
             Err(RetryError::GaveUp { attempts, last, .. }) => {
                 assert!(attempts > 1, "{attempts}");

@@ -296,7 +296,11 @@ fn block_checkpoint_write(kind: &str) {
     wait_for(
         "the failed write to be retried",
         Duration::from_secs(60),
-        || consumer.log("err").contains("will be retried"),
+        || {
+            consumer
+                .log("err")
+                .contains("(not committed) failed; retrying")
+        },
     );
     std::thread::sleep(Duration::from_millis(500));
     let mut consumer = consumer;

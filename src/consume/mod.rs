@@ -35,6 +35,7 @@ pub use summary::TopicSummary;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::RetryError;
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
 use crate::sink::SinkError;
@@ -147,9 +148,22 @@ pub enum ConsumeError {
         reason: String,
     },
     #[error(
-        "topic {topic}: gave up after consumer.retry_deadline: {error}; the checkpoint is intact, run again to continue"
+        "topic {topic}: {source}; the checkpoint is intact: check the broker (kafka.bootstrap) and run again to continue"
     )]
-    GaveUp { topic: String, error: String },
+    Broker {
+        topic: String,
+        #[source]
+        source: Box<RetryError<KafkaError>>,
+    },
+    #[error(
+        "topic {topic}, partition {partition}: the broker returns no records for offsets {from}..{to} though they exist; the checkpoint is intact, run again to continue"
+    )]
+    NoRecords {
+        topic: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
     #[error(
         "topic {topic}: cannot start the thread that writes its files: {source}; the system is out of threads or memory, free some and run again"
     )]

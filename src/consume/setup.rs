@@ -86,7 +86,7 @@ pub(super) async fn owned_partitions(
     let mut partitions = Vec::new();
     for p in owned {
         let what = format!("reaching the leader of {topic}/{p}");
-        let c = crate::kafka::retrying(
+        let c = crate::kafka::retry_call(
             settings.consumer.retry_policy(),
             settings.kafka.timeout(),
             &what,
@@ -97,9 +97,9 @@ pub(super) async fn owned_partitions(
             },
         )
         .await
-        .map_err(|error| ConsumeError::GaveUp {
+        .map_err(|source| ConsumeError::Broker {
             topic: topic.to_string(),
-            error,
+            source: Box::new(source),
         })?;
         partitions.push(Arc::new(c));
     }

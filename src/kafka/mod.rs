@@ -11,7 +11,7 @@ use std::time::Duration;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
-use crate::backoff::{RetryError, RetryPolicy};
+use crate::backoff::{Retry, RetryError, RetryPolicy};
 use crate::settings::KafkaSettings;
 
 /// How long a just-created topic may take to appear in the metadata of the broker we ask.
@@ -188,7 +188,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, rskafka::client::error::Error>>,
 {
-    crate::backoff::retry(policy, what, KafkaError::is_retriable, || {
+    crate::backoff::retry(setup_retry(policy), what, KafkaError::is_retriable, || {
         let attempt = call();
         async move {
             match tokio::time::timeout(timeout, attempt).await {
@@ -230,9 +230,17 @@ where
             }
         }
     };
-    crate::backoff::retry(policy, what, |_| true, attempt)
+    crate::backoff::retry(setup_retry(policy), what, |_| true, attempt)
         .await
         .map_err(|e| format!("{what}: {}", e.last()))
+}
+
+/// A setup call's outage shorter than this is routine (a new topic's leader election, a
+/// restarting broker) and logged at debug level only.
+const ROUTINE_OUTAGE: Duration = Duration::from_secs(2);
+
+fn setup_retry(policy: RetryPolicy) -> Retry {
+    Retry::new(policy).quiet_for(ROUTINE_OUTAGE)
 }
 
 impl KafkaError {

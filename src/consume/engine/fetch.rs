@@ -15,6 +15,7 @@ use super::plan::handle_data_loss;
 use crate::backoff::Retry;
 use crate::consume::ConsumeError;
 use crate::consume::checkpoint::Plan;
+use crate::kafka::KafkaError;
 use crate::settings::ConsumerSettings;
 use crate::status::TopicStatus;
 
@@ -83,8 +84,8 @@ enum Fetch {
     Records(Vec<RecordAndOffset>),
     /// The requested offset is gone (retention); go on here (`on_data_loss = "skip"`).
     SkipTo(i64),
-    /// A failure worth retrying, described.
-    Failed(String),
+    /// A failed request; the retry decides whether it is worth another.
+    Failed(KafkaError),
 }
 
 impl RangeFetch {
@@ -117,9 +118,12 @@ impl RangeFetch {
                     let Some(last) = records.last() else {
                         empty_fetches += 1;
                         if empty_fetches > MAX_EMPTY_FETCHES {
-                            return Err(self.gave_up(format!(
-                                "partition {partition}: the broker returns no records for offsets {offset}..{end}"
-                            )));
+                            return Err(ConsumeError::NoRecords {
+                                topic: self.topic.clone(),
+                                partition,
+                                from: offset,
+                                to: end,
+                            });
                         }
                         continue;
                     };
@@ -137,17 +141,15 @@ impl RangeFetch {
                 }
                 Fetch::Failed(error) => error,
             };
-            let Some(wait) = retry.failed() else {
-                return Err(self.gave_up(format!(
-                    "fetching partition {partition} at offset {offset}: {error}"
-                )));
-            };
-            let topic = &self.topic;
-            tracing::warn!(%topic, partition, offset, %error, retry_in = ?wait, "fetch failed; retrying");
-            self.status.trouble.failed(format!(
-                "fetching partition {partition} at offset {offset} failed: {error}"
-            ));
-            tokio::time::sleep(wait).await;
+            self.status.trouble.failed(error.to_string());
+            let what = format!("topic {}: {}", self.topic, fetching(client, offset));
+            retry
+                .pause(&what, error, KafkaError::is_retriable)
+                .await
+                .map_err(|source| ConsumeError::Broker {
+                    topic: self.topic.clone(),
+                    source: Box::new(source),
+                })?;
         }
         Ok(())
     }
@@ -169,15 +171,20 @@ impl RangeFetch {
                 records.retain(|r| r.offset >= offset && r.offset < end);
                 Ok(Fetch::Records(records))
             }
-            Ok(Err(ClientError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                ..
-            })) => self.out_of_range(client, offset, end).await,
-            Ok(Err(e)) => Ok(Fetch::Failed(e.to_string())),
-            Err(_) => Ok(Fetch::Failed(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
+            Ok(Err(
+                source @ ClientError::ServerError {
+                    protocol_error: ProtocolError::OffsetOutOfRange,
+                    ..
+                },
+            )) => self.out_of_range(client, offset, end, source).await,
+            Ok(Err(source)) => Ok(Fetch::Failed(KafkaError::Client {
+                operation: fetching(client, offset),
+                source,
+            })),
+            Err(_) => Ok(Fetch::Failed(KafkaError::NoAnswer {
+                operation: fetching(client, offset),
+                timeout: self.timeout,
+            })),
         }
     }
 
@@ -189,6 +196,7 @@ impl RangeFetch {
         client: &PartitionClient,
         offset: i64,
         end: i64,
+        source: ClientError,
     ) -> Result<Fetch, ConsumeError> {
         let partition = client.partition();
         let earliest = client
@@ -215,13 +223,18 @@ impl RangeFetch {
                 latest,
             });
         }
-        Ok(Fetch::Failed("offset out of range".to_string()))
+        // In range by now (a new leader caught up): worth another try.
+        Ok(Fetch::Failed(KafkaError::Client {
+            operation: fetching(client, offset),
+            source,
+        }))
     }
+}
 
-    fn gave_up(&self, error: String) -> ConsumeError {
-        ConsumeError::GaveUp {
-            topic: self.topic.clone(),
-            error,
-        }
-    }
+/// Names a fetch in errors and logs.
+fn fetching(client: &PartitionClient, offset: i64) -> String {
+    format!(
+        "fetching partition {} at offset {offset}",
+        client.partition()
+    )
 }

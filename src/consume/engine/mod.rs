@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{Commit, Plan, Recovered};
 use super::lock::Ownership;
 use super::{ConsumeError, TopicSummary};
-use crate::backoff::Retry;
+use crate::backoff::{Retry, RetryError};
 use crate::settings::{ConsumerSettings, StartingOffsets, Trigger};
 use crate::status::{BatchReport, RunState, TopicStatus};
 use batch::{BatchOrder, BatchOutcome};
@@ -221,23 +221,22 @@ async fn execute(
     for (p, (_, end)) in &plan.ranges {
         next_offsets.insert(*p, *end);
     }
+    let what = format!("topic {}: batch {} (not committed)", job.topic, plan.batch);
     loop {
         let error = match attempt(job, worker, plan, &next_offsets).await {
             Ok(commit) => {
                 committed(job, plan, commit, started.elapsed(), progress);
                 return Ok(());
             }
-            Err(error) if error.is_retriable() => error,
-            Err(error) => return Err(error),
+            Err(error) => error,
         };
-        let Some(wait) = retry.failed() else {
-            return Err(error);
-        };
-        tracing::warn!(topic = %job.topic, batch = plan.batch, %error, retry_in = ?wait, "batch failed; it is not committed and will be retried");
         job.status
             .trouble
             .failed(format!("batch {} failed: {error}", plan.batch));
-        tokio::time::sleep(wait).await;
+        retry
+            .pause(&what, error, ConsumeError::is_retriable)
+            .await
+            .map_err(RetryError::into_last)?;
     }
 }
 

@@ -61,11 +61,11 @@ pub(super) async fn offsets(
     for client in &job.partitions {
         let what = format!("reading offsets of {}/{}", job.topic, client.partition());
         let offset =
-            crate::kafka::retrying(policy, job.request_timeout, &what, || client.get_offset(at))
+            crate::kafka::retry_call(policy, job.request_timeout, &what, || client.get_offset(at))
                 .await
-                .map_err(|error| ConsumeError::GaveUp {
+                .map_err(|source| ConsumeError::Broker {
                     topic: job.topic.clone(),
-                    error,
+                    source: Box::new(source),
                 })?;
         out.insert(client.partition(), offset);
     }
