@@ -10,12 +10,8 @@ pub const MAX_QUOTED_BYTES: usize = 200;
 /// A value quoted for a message: `Debug`-style quotes and escapes, cut at
 /// [`MAX_QUOTED_BYTES`] (on a character boundary) with `…` and the full length.
 ///
-/// ```
-/// use factorypal::excerpt::Excerpt;
-/// assert_eq!(Excerpt("abc").to_string(), "\"abc\"");
-/// let long = "x".repeat(1000);
-/// assert!(Excerpt(&long).to_string().ends_with("…\" (1000 bytes)"));
-/// ```
+/// `Excerpt("abc")` shows as `"abc"`; a 1,000-byte value as its first 200 bytes, then
+/// `…" (1000 bytes)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Excerpt<'a>(pub &'a str);
 

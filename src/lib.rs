@@ -25,19 +25,22 @@
 
 pub mod admin;
 pub mod api;
-pub mod backoff;
+mod backoff;
 pub mod cli;
 pub mod consume;
-pub mod durable;
-pub mod excerpt;
+mod durable;
+mod excerpt;
 pub mod failure;
 pub mod gen_data;
-pub mod http;
+mod http;
 pub mod json;
 pub mod kafka;
 pub mod produce;
 pub mod run;
 pub mod settings;
 pub mod shutdown;
-pub mod sink;
+mod sink;
 pub mod status;
+
+/// The connection limits both HTTP servers take (tests build servers with small ones).
+pub use http::Limits;

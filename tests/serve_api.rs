@@ -16,7 +16,7 @@ use common::{
     stderr,
 };
 use factorypal::api::{Catalog, load_dir, serve};
-use factorypal::http::Limits;
+use factorypal::Limits;
 use factorypal::settings::ApiSettings;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

@@ -18,7 +18,7 @@ use common::{
     Spawned, configured, free_port, http_get_body, python, raw_topic, run_with_timeout,
     sample_data, send_signal, start_api, stderr, unique_topic, write_run_config,
 };
-use factorypal::http::Limits;
+use factorypal::Limits;
 use factorypal::status::Status;
 use factorypal::status::server::StatusServer;
 use serde_json::Value;
