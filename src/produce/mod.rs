@@ -10,6 +10,7 @@ mod progress;
 pub mod record;
 pub mod resume;
 mod source;
+mod url;
 mod window;
 mod writer;
 
@@ -26,7 +27,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use record::{BadRecord, HEADER_SOURCE, HEADER_SOURCE_OFFSET, Prepared, RecordShaper};
-pub use source::{Line, NdjsonReader, SourceError, StreamUrl};
+pub use source::{Line, NdjsonReader, SourceError};
+pub use url::StreamUrl;
 
 use crate::admin::{self, AdminError};
 use crate::backoff::Retry;
@@ -58,6 +60,7 @@ pub enum ProduceError {
     )]
     BadUrl {
         source_name: String,
+        /// Shown with what looks like a password or query value masked.
         url: String,
         why: String,
     },
@@ -301,7 +304,7 @@ fn plan(settings: &Settings, options: &ProduceOptions) -> Result<Vec<SourcePlan>
             };
             let parsed = StreamUrl::parse(&url).map_err(|why| ProduceError::BadUrl {
                 source_name: source.name.clone(),
-                url: url.clone(),
+                url: url::redact_unparsed(&url),
                 why,
             })?;
             Ok(SourcePlan {

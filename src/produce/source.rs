@@ -11,32 +11,26 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
-use hyper::Uri;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::url::StreamUrl;
 use crate::backoff::{Retry, RetryPolicy};
 use crate::status::SourceCounters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "source {source_name}: {url:?} is not a usable URL: {why} (expected http://HOST:PORT/PATH)"
-    )]
-    BadUrl {
-        source_name: String,
-        url: String,
-        why: String,
-    },
-    #[error(
-        "source {source_name}: {url} answered {status}: {body}; check the source's path/url in the config"
+        "source {source_name}: {url} answered {status}: {body}; check the source's path/url (and any user:password in it) in the config"
     )]
     Refused {
         source_name: String,
+        /// Shown with its secrets masked.
         url: String,
         status: u16,
+        /// The start of the answer, quoted through [`Excerpt`](crate::excerpt::Excerpt).
         body: String,
     },
     #[error(
@@ -44,55 +38,12 @@ pub enum SourceError {
     )]
     GaveUp {
         source_name: String,
+        /// Shown with its secrets masked.
         url: String,
         attempts: u32,
         outage: Duration,
         last_error: String,
     },
-}
-
-/// An `http://` URL split into what a connection needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamUrl {
-    /// `host:port`, for connecting and the `Host` header.
-    authority: String,
-    path: String,
-    /// The URL's own query, kept when `offset=` is added.
-    query: Option<String>,
-}
-
-impl StreamUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => return Err(format!("scheme {other} is not supported, only http")),
-            None => return Err("no scheme".into()),
-        }
-        let host = uri.host().ok_or("no host")?;
-        let port = uri.port_u16().unwrap_or(80);
-        Ok(Self {
-            authority: format!("{host}:{port}"),
-            path: uri.path().to_string(),
-            query: uri.query().map(String::from),
-        })
-    }
-
-    /// The request target starting at record `offset`.
-    pub fn target(&self, offset: u64) -> String {
-        match (&self.query, offset) {
-            (None, 0) => self.path.clone(),
-            (Some(q), 0) => format!("{}?{q}", self.path),
-            (None, n) => format!("{}?offset={n}", self.path),
-            (Some(q), n) => format!("{}?{q}&offset={n}", self.path),
-        }
-    }
-}
-
-impl std::fmt::Display for StreamUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.target(0))
-    }
 }
 
 /// One line of the stream, without its `\n`.
@@ -274,7 +225,7 @@ impl NdjsonReader {
                     let body = read_small_body(response.into_body()).await;
                     return Err(SourceError::Refused {
                         source_name: self.source_name.clone(),
-                        url: format!("http://{}{target}", self.url.authority),
+                        url: self.url.shown_at(self.next_offset).to_string(),
                         status,
                         body,
                     });
@@ -293,9 +244,9 @@ impl NdjsonReader {
     }
 
     async fn request(&self, target: &str) -> Result<hyper::Response<Incoming>, String> {
-        let stream = TcpStream::connect(&self.url.authority)
+        let stream = TcpStream::connect(self.url.authority())
             .await
-            .map_err(|e| format!("connect to {}: {e}", self.url.authority))?;
+            .map_err(|e| format!("connect to {}: {e}", self.url.authority()))?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -304,9 +255,13 @@ impl NdjsonReader {
             // Errors surface through the response body; nothing to add here.
             let _ = conn.await;
         });
-        let request = hyper::Request::get(target)
-            .header(hyper::header::HOST, &self.url.authority)
-            .header(hyper::header::ACCEPT, "application/x-ndjson")
+        let mut request = hyper::Request::get(target)
+            .header(hyper::header::HOST, self.url.authority())
+            .header(hyper::header::ACCEPT, "application/x-ndjson");
+        if let Some(authorization) = self.url.authorization() {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         sender
@@ -316,30 +271,11 @@ impl NdjsonReader {
     }
 }
 
-/// The start of an error body, for the message; never more than a few kB.
+/// The start of an error body, quoted for a message; never more than a few kB read.
 async fn read_small_body(body: Incoming) -> String {
     let limited = http_body_util::Limited::new(body, 4096);
     match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
-        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes())
-            .trim()
-            .to_string(),
-        _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_keep_their_query_and_add_the_offset() {
-        let url = StreamUrl::parse("http://127.0.0.1:5000/stream_data_metrics").unwrap();
-        assert_eq!(url.target(0), "/stream_data_metrics");
-        assert_eq!(url.target(42), "/stream_data_metrics?offset=42");
-        let url = StreamUrl::parse("http://gw/line3?delay=0").unwrap();
-        assert_eq!(url.authority, "gw:80");
-        assert_eq!(url.target(7), "/line3?delay=0&offset=7");
-        assert!(StreamUrl::parse("https://gw/x").is_err());
-        assert!(StreamUrl::parse("/relative").is_err());
+        Ok(Ok(collected)) => crate::excerpt::bytes(collected.to_bytes().trim_ascii()),
+        _ => "nothing readable".to_string(),
     }
 }
