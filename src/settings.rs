@@ -157,6 +157,9 @@ pub struct ProducerSettings {
     /// Seconds without a byte from the API (or to connect) before the producer treats the
     /// connection as dead and reconnects. Keep it above the API's delay between records.
     pub api_idle_timeout: f64,
+    /// The longest line (bytes, without its newline) the producer reads from the API. A
+    /// longer line is a bad record (`on_bad_record`), discarded as it streams in, unbuffered.
+    pub max_line_bytes: usize,
     /// The streams `produce` knows; a new stream is a new table here, not code.
     pub sources: Vec<SourceSettings>,
 }
@@ -175,6 +178,7 @@ impl Default for ProducerSettings {
             retry_deadline: 120.0,
             progress_interval: 10.0,
             api_idle_timeout: 60.0,
+            max_line_bytes: 1024 * 1024,
             sources: vec![
                 SourceSettings {
                     name: "metrics".into(),
@@ -632,6 +636,13 @@ impl Settings {
                 key: "producer.batch_max_bytes",
                 value: p.batch_max_bytes.to_string(),
                 expected: "at least 1024 bytes",
+            });
+        }
+        if p.max_line_bytes < 1 {
+            return Err(SettingsError::Invalid {
+                key: "producer.max_line_bytes",
+                value: p.max_line_bytes.to_string(),
+                expected: "at least 1 byte",
             });
         }
         if p.max_pending_records < 1 {

@@ -6,6 +6,7 @@
 //! batches and produces, in order. A window of unacknowledged records bounds memory and makes
 //! `--resume` ([`resume`]) cheap. Sources run concurrently in one process.
 
+mod lines;
 mod progress;
 pub mod record;
 pub mod resume;
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use record::{BadRecord, HEADER_SOURCE, HEADER_SOURCE_OFFSET, Prepared, RecordShaper};
-pub use source::{Line, NdjsonReader, SourceError};
+pub use source::{Line, NdjsonReader, SourceError, StreamItem};
 pub use url::StreamUrl;
 
 use crate::admin::{self, AdminError};
@@ -36,6 +37,7 @@ use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
 use crate::settings::{BadRecordPolicy, CompressionCodec, Settings, SourceSettings};
 use crate::status::{RunState, SourceCounters, Status, TopicStatus};
 use resume::ResumePoint;
+use source::ReaderConfig;
 use window::Window;
 use writer::{PartitionWriter, WriterContext};
 
@@ -540,38 +542,49 @@ async fn produce_source_inner(
     }
 
     let mut reader = NdjsonReader::new(
-        &source.name,
-        plan.url.clone(),
+        ReaderConfig {
+            source_name: source.name.clone(),
+            url: plan.url.clone(),
+            retry: producer.retry_policy(),
+            idle_timeout: producer.api_idle_timeout(),
+            max_line_bytes: producer.max_line_bytes,
+        },
         point.start,
-        producer.retry_policy(),
-        producer.api_idle_timeout(),
         shutdown,
     )
     .reporting_to(Arc::clone(stats));
     let shaper = RecordShaper::new(source.key.clone(), plan.partitions);
     let mut bad_log = BadRecordLog::new(&source.name);
     let read_result: Result<(), ProduceError> = loop {
-        let line = tokio::select! {
+        let item = tokio::select! {
             _ = writer_failed.cancelled() => break Ok(()),
-            line = reader.next_line() => line,
+            item = reader.next_item() => item,
         };
-        let line = match line {
-            Ok(Some(line)) => line,
+        let (offset, shaped, line) = match item {
+            Ok(Some(StreamItem::Line(line))) => (
+                line.offset,
+                shaper.shape(line.offset, &line.bytes),
+                Some(line.bytes),
+            ),
+            Ok(Some(StreamItem::TooLong { offset, seen })) => {
+                let limit = producer.max_line_bytes;
+                (offset, Err(BadRecord::LineTooLong { seen, limit }), None)
+            }
             Ok(None) => break Ok(()),
             Err(error) => break Err(error.into()),
         };
-        let record = match shaper.shape(line.offset, &line.bytes) {
+        let record = match shaped {
             Ok(record) => record,
             Err(reason) => {
                 stats.bad.fetch_add(1, Ordering::Relaxed);
                 if producer.on_bad_record == BadRecordPolicy::Fail {
                     break Err(ProduceError::BadRecord {
                         source_name: source.name.clone(),
-                        offset: line.offset,
+                        offset,
                         reason,
                     });
                 }
-                bad_log.record(line.offset, &reason, &line.bytes);
+                bad_log.record(offset, &reason, line.as_deref());
                 continue;
             }
         };
@@ -651,7 +664,7 @@ where
 struct BadRecordLog<'a> {
     source_name: &'a str,
     logged: u64,
-    unlogged: BTreeMap<String, u64>,
+    unlogged: BTreeMap<&'static str, u64>,
     last_summary: Instant,
 }
 
@@ -665,21 +678,25 @@ impl<'a> BadRecordLog<'a> {
         }
     }
 
-    fn record(&mut self, offset: u64, reason: &BadRecord, line: &[u8]) {
+    fn record(&mut self, offset: u64, reason: &BadRecord, line: Option<&[u8]>) {
         if self.logged < BAD_RECORDS_LOGGED {
             self.logged += 1;
-            let shown = String::from_utf8_lossy(&line[..line.len().min(200)]);
-            tracing::warn!(source = %self.source_name, source_offset = offset, reason = %reason, line = %shown, "bad record skipped");
+            let source = self.source_name;
+            match line {
+                Some(line) => {
+                    let line = crate::excerpt::bytes(line);
+                    tracing::warn!(%source, source_offset = offset, %reason, %line, "bad record skipped");
+                }
+                None => {
+                    tracing::warn!(%source, source_offset = offset, %reason, "bad record skipped")
+                }
+            }
             if self.logged == BAD_RECORDS_LOGGED {
                 tracing::warn!(source = %self.source_name, "further bad records are counted and summarised every {BAD_RECORD_SUMMARY_EVERY:?}");
             }
             return;
         }
-        let kind = match reason {
-            BadRecord::NotJson(_) => "not valid JSON".to_string(),
-            other => other.to_string(),
-        };
-        *self.unlogged.entry(kind).or_default() += 1;
+        *self.unlogged.entry(reason.kind()).or_default() += 1;
         if self.last_summary.elapsed() >= BAD_RECORD_SUMMARY_EVERY {
             self.finish();
         }

@@ -5,19 +5,25 @@
 //! whatever HTTP says: a close-delimited response (no `Content-Length`, not chunked, as some
 //! gateways send) that loses its connection looks like a clean end to HTTP. Such an end is a
 //! drop like any other, and the partial line is read again after reconnecting.
+//!
+//! Lines are cut by a [`LineSplitter`]: linear in the bytes, and a line longer than
+//! `producer.max_line_bytes` is reported ([`StreamItem::TooLong`]) and discarded as it streams
+//! in, never buffered. It still occupies its offset, like any bad record.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::lines::{LineSplitter, Piece};
 use super::url::StreamUrl;
 use crate::backoff::{Retry, RetryPolicy};
+use crate::excerpt;
 use crate::status::SourceCounters;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +36,7 @@ pub enum SourceError {
         /// Shown with its secrets masked.
         url: String,
         status: u16,
-        /// The start of the answer, quoted through [`Excerpt`](crate::excerpt::Excerpt).
+        /// The start of the answer, quoted through [`Excerpt`].
         body: String,
     },
     #[error(
@@ -53,45 +59,58 @@ pub struct Line {
     pub bytes: Bytes,
 }
 
-/// The reading side of one source. `next_line` hides reconnects: it returns every line once,
+/// What the reader hands on: a line, or the report of one too long to read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Line(Line),
+    /// A line longer than `producer.max_line_bytes` at `offset`: `seen` bytes of it had
+    /// arrived when it was given up; the rest is discarded as it streams in.
+    TooLong {
+        offset: u64,
+        seen: usize,
+    },
+}
+
+/// How to reach a source and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    pub source_name: String,
+    pub url: StreamUrl,
+    pub retry: RetryPolicy,
+    /// Without a byte for this long, the connection is dead.
+    pub idle_timeout: Duration,
+    /// `producer.max_line_bytes`.
+    pub max_line_bytes: usize,
+}
+
+/// The reading side of one source. `next_item` hides reconnects: it returns every line once,
 /// in order, or an error once the API has been unreachable for the retry deadline.
 pub struct NdjsonReader {
-    source_name: String,
-    url: StreamUrl,
+    config: ReaderConfig,
     next_offset: u64,
     body: Option<Incoming>,
-    buf: BytesMut,
+    lines: LineSplitter,
     ended: bool,
     /// No complete line yet on this connection: the first one ends the outage, if any. A
     /// connection that never delivers a whole line is no recovery (e.g. one cut mid-line
     /// every time), so its failures add up to the retry deadline.
     awaiting_first_line: bool,
     retry: Retry,
-    idle_timeout: Duration,
     shutdown: CancellationToken,
     /// Where reconnects show on the status page.
     counters: Option<Arc<SourceCounters>>,
 }
 
 impl NdjsonReader {
-    pub fn new(
-        source_name: &str,
-        url: StreamUrl,
-        start_offset: u64,
-        retry: RetryPolicy,
-        idle_timeout: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(config: ReaderConfig, start_offset: u64, shutdown: CancellationToken) -> Self {
         Self {
-            source_name: source_name.to_string(),
-            url,
             next_offset: start_offset,
             body: None,
-            buf: BytesMut::with_capacity(64 * 1024),
+            lines: LineSplitter::new(config.max_line_bytes),
             ended: false,
             awaiting_first_line: false,
-            retry: Retry::new(retry),
-            idle_timeout,
+            retry: Retry::new(config.retry),
+            config,
             shutdown,
             counters: None,
         }
@@ -103,28 +122,28 @@ impl NdjsonReader {
         self
     }
 
-    /// The next line, `None` at the end of the stream or on shutdown.
-    pub async fn next_line(&mut self) -> Result<Option<Line>, SourceError> {
+    /// The next line (or overlong-line report), `None` at the end of the stream or on
+    /// shutdown.
+    pub async fn next_item(&mut self) -> Result<Option<StreamItem>, SourceError> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line = self.buf.split_to(pos + 1).freeze().slice(..pos);
-                if let Some(line) = self.take(line) {
+            if let Some(piece) = self.lines.next_piece() {
+                if let Some(item) = self.take(piece) {
                     // Only a record counts: keep-alive blank lines on a connection that is cut
                     // inside the same line every time must not reset the retry deadline.
                     self.made_progress();
-                    return Ok(Some(line));
+                    return Ok(Some(item));
                 }
                 continue;
             }
             if self.ended {
-                if self.buf.iter().all(u8::is_ascii_whitespace) {
+                if self.lines.at_line_end() {
                     return Ok(None);
                 }
                 // Every line ends in `\n`: this body was cut mid-line, not complete.
                 let why = format!(
                     "the stream ended inside the line at source-offset {} ({} bytes without their closing newline: the connection was cut, or the source does not end its last line with \\n)",
                     self.next_offset,
-                    self.buf.len()
+                    self.lines.partial_len()
                 );
                 self.ended = false;
                 self.dropped(&why).await?;
@@ -133,28 +152,35 @@ impl NdjsonReader {
             if self.body.is_none() && !self.connect().await? {
                 return Ok(None);
             }
-            let body = self.body.as_mut().expect("connected");
-            let frame = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(None),
-                frame = tokio::time::timeout(self.idle_timeout, body.frame()) => frame,
-            };
-            match frame {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-                Ok(None) => self.ended = true,
-                Ok(Some(Err(error))) => self.dropped(&error.to_string()).await?,
-                Err(_) => {
-                    let why = format!(
-                        "no data for {:?} (producer.api_idle_timeout)",
-                        self.idle_timeout
-                    );
-                    self.dropped(&why).await?
-                }
+            if !self.read_frame().await? {
+                return Ok(None);
             }
         }
+    }
+
+    /// Reads one frame of the body into the splitter (or notes its end, or handles a drop);
+    /// `false` on shutdown.
+    async fn read_frame(&mut self) -> Result<bool, SourceError> {
+        let body = self.body.as_mut().expect("connected");
+        let idle_timeout = self.config.idle_timeout;
+        let frame = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ok(false),
+            frame = tokio::time::timeout(idle_timeout, body.frame()) => frame,
+        };
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    self.lines.push(&data);
+                }
+            }
+            Ok(None) => self.ended = true,
+            Ok(Some(Err(error))) => self.dropped(&error.to_string()).await?,
+            Err(_) => {
+                let why = format!("no data for {idle_timeout:?} (producer.api_idle_timeout)");
+                self.dropped(&why).await?
+            }
+        }
+        Ok(true)
     }
 
     /// A complete line arrived: the first on a connection ends the current outage.
@@ -167,23 +193,26 @@ impl NdjsonReader {
         }
     }
 
-    /// Numbers a complete line; blank lines are keep-alives, not records.
-    fn take(&mut self, bytes: Bytes) -> Option<Line> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return None;
-        }
+    /// Numbers a line (or an overlong one: it occupies its offset too); blank lines are
+    /// keep-alives, not records.
+    fn take(&mut self, piece: Piece) -> Option<StreamItem> {
         let offset = self.next_offset;
+        let item = match piece {
+            Piece::Line(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => return None,
+            Piece::Line(bytes) => StreamItem::Line(Line { offset, bytes }),
+            Piece::TooLong { seen } => StreamItem::TooLong { offset, seen },
+        };
         self.next_offset += 1;
-        Some(Line { offset, bytes })
+        Some(item)
     }
 
     /// The connection broke mid-stream: forget the partial line, wait, and reconnect at the
     /// first line not yet returned.
     async fn dropped(&mut self, why: &str) -> Result<(), SourceError> {
         self.body = None;
-        self.buf.clear();
+        self.lines.clear();
         let wait = self.give_up_or_wait(why)?;
-        tracing::warn!(source = %self.source_name, offset = self.next_offset, error = %why, retry_in = ?wait, "API stream dropped; reconnecting");
+        tracing::warn!(source = %self.config.source_name, offset = self.next_offset, error = %why, retry_in = ?wait, "API stream dropped; reconnecting");
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -192,14 +221,15 @@ impl NdjsonReader {
     }
 
     fn give_up_or_wait(&mut self, why: &str) -> Result<Duration, SourceError> {
+        let url = &self.config.url;
         if let Some(counters) = &self.counters {
             counters
                 .trouble
-                .failed(format!("API stream {} failed: {why}", self.url));
+                .failed(format!("API stream {url} failed: {why}"));
         }
         self.retry.failed().ok_or_else(|| SourceError::GaveUp {
-            source_name: self.source_name.clone(),
-            url: self.url.to_string(),
+            source_name: self.config.source_name.clone(),
+            url: url.to_string(),
             attempts: self.retry.attempts(),
             outage: self.retry.outage(),
             last_error: why.to_string(),
@@ -212,8 +242,8 @@ impl NdjsonReader {
             if self.shutdown.is_cancelled() {
                 return Ok(false);
             }
-            let target = self.url.target(self.next_offset);
-            let attempt = tokio::time::timeout(self.idle_timeout, self.request(&target)).await;
+            let idle_timeout = self.config.idle_timeout;
+            let attempt = tokio::time::timeout(idle_timeout, self.request()).await;
             let error = match attempt {
                 Ok(Ok(response)) if response.status() == 200 => {
                     self.body = Some(response.into_body());
@@ -221,21 +251,19 @@ impl NdjsonReader {
                     return Ok(true);
                 }
                 Ok(Ok(response)) if response.status().is_client_error() => {
-                    let status = response.status().as_u16();
-                    let body = read_small_body(response.into_body()).await;
                     return Err(SourceError::Refused {
-                        source_name: self.source_name.clone(),
-                        url: self.url.shown_at(self.next_offset).to_string(),
-                        status,
-                        body,
+                        source_name: self.config.source_name.clone(),
+                        url: self.config.url.shown_at(self.next_offset).to_string(),
+                        status: response.status().as_u16(),
+                        body: read_small_body(response.into_body()).await,
                     });
                 }
                 Ok(Ok(response)) => format!("status {}", response.status()),
                 Ok(Err(error)) => error,
-                Err(_) => format!("no answer within {:?}", self.idle_timeout),
+                Err(_) => format!("no answer within {idle_timeout:?}"),
             };
             let wait = self.give_up_or_wait(&error)?;
-            tracing::warn!(source = %self.source_name, url = %self.url, error = %error, retry_in = ?wait, "cannot open API stream; retrying");
+            tracing::warn!(source = %self.config.source_name, url = %self.config.url, error = %error, retry_in = ?wait, "cannot open API stream; retrying");
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(false),
                 _ = tokio::time::sleep(wait) => {}
@@ -243,10 +271,11 @@ impl NdjsonReader {
         }
     }
 
-    async fn request(&self, target: &str) -> Result<hyper::Response<Incoming>, String> {
-        let stream = TcpStream::connect(self.url.authority())
+    async fn request(&self) -> Result<hyper::Response<Incoming>, String> {
+        let url = &self.config.url;
+        let stream = TcpStream::connect(url.authority())
             .await
-            .map_err(|e| format!("connect to {}: {e}", self.url.authority()))?;
+            .map_err(|e| format!("connect to {}: {e}", url.authority()))?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -255,10 +284,10 @@ impl NdjsonReader {
             // Errors surface through the response body; nothing to add here.
             let _ = conn.await;
         });
-        let mut request = hyper::Request::get(target)
-            .header(hyper::header::HOST, self.url.authority())
+        let mut request = hyper::Request::get(url.target(self.next_offset))
+            .header(hyper::header::HOST, url.authority())
             .header(hyper::header::ACCEPT, "application/x-ndjson");
-        if let Some(authorization) = self.url.authorization() {
+        if let Some(authorization) = url.authorization() {
             request = request.header(hyper::header::AUTHORIZATION, authorization);
         }
         let request = request
@@ -275,7 +304,10 @@ impl NdjsonReader {
 async fn read_small_body(body: Incoming) -> String {
     let limited = http_body_util::Limited::new(body, 4096);
     match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
-        Ok(Ok(collected)) => crate::excerpt::bytes(collected.to_bytes().trim_ascii()),
+        Ok(Ok(collected)) => {
+            let bytes = collected.to_bytes();
+            excerpt::bytes(bytes.trim_ascii())
+        }
         _ => "nothing readable".to_string(),
     }
 }
