@@ -9,6 +9,9 @@
 //! Lines are cut by a [`LineSplitter`]: linear in the bytes, and a line longer than
 //! `producer.max_line_bytes` is reported ([`StreamItem::TooLong`]) and discarded as it streams
 //! in, never buffered. It still occupies its offset, like any bad record.
+//!
+//! A `200` answer must look like NDJSON ([`accepts_content_type`]): an HTML page (a proxy's
+//! error or login page) fails the source at once, rather than becoming a bad record per line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::lines::{LineSplitter, Piece};
 use super::url::StreamUrl;
 use crate::backoff::{Retry, RetryPolicy};
-use crate::excerpt;
+use crate::excerpt::{self, Excerpt};
 use crate::status::SourceCounters;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,18 @@ pub enum SourceError {
         /// Shown with its secrets masked.
         url: String,
         status: u16,
+        /// The start of the answer, quoted through [`Excerpt`].
+        body: String,
+    },
+    #[error(
+        "source {source_name}: {url} answered 200 with content type {content_type}, not NDJSON (it starts {body}); this is likely an error or login page of a proxy in front of the API: check the source's path/url in the config, or what answers there"
+    )]
+    NotNdjson {
+        source_name: String,
+        /// Shown with its secrets masked.
+        url: String,
+        /// Quoted through [`Excerpt`].
+        content_type: String,
         /// The start of the answer, quoted through [`Excerpt`].
         body: String,
     },
@@ -246,6 +261,14 @@ impl NdjsonReader {
             let attempt = tokio::time::timeout(idle_timeout, self.request()).await;
             let error = match attempt {
                 Ok(Ok(response)) if response.status() == 200 => {
+                    if let Some(content_type) = refused_content_type(response.headers()) {
+                        return Err(SourceError::NotNdjson {
+                            source_name: self.config.source_name.clone(),
+                            url: self.config.url.shown_at(self.next_offset).to_string(),
+                            content_type,
+                            body: read_small_body(response.into_body()).await,
+                        });
+                    }
                     self.body = Some(response.into_body());
                     self.awaiting_first_line = true;
                     return Ok(true);
@@ -300,6 +323,47 @@ impl NdjsonReader {
     }
 }
 
+/// The answer's `Content-Type`, quoted, if [`accepts_content_type`] refuses it; a missing one
+/// is accepted (many a simple server sends none).
+fn refused_content_type(headers: &hyper::HeaderMap) -> Option<String> {
+    let value = headers.get(hyper::header::CONTENT_TYPE)?;
+    let content_type = String::from_utf8_lossy(value.as_bytes());
+    (!accepts_content_type(&content_type)).then(|| Excerpt(&content_type).to_string())
+}
+
+/// Whether a `200` answer with this `Content-Type` is read as NDJSON.
+///
+/// Lenient where a stream may plausibly be NDJSON under another name, strict where it plainly
+/// is not:
+/// - accepted: `application/x-ndjson` (what serve-api sends), `application/ndjson`,
+///   `application/jsonl`, `application/x-jsonl`, `application/json-seq`, `application/json`
+///   and any `+json` type (gateways label NDJSON as JSON), `text/plain`,
+///   `application/octet-stream` (generic), and no `Content-Type` at all (see the caller);
+/// - refused: anything else, above all `text/html` and XML: a proxy's error or login page
+///   answered with `200`, which would otherwise become one bad record per line of HTML.
+///
+/// Parameters (`; charset=utf-8`) and case are ignored.
+pub fn accepts_content_type(content_type: &str) -> bool {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        media_type.as_str(),
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonl"
+            | "application/json-seq"
+            | "application/json"
+            | "text/plain"
+            | "application/octet-stream"
+            | ""
+    ) || media_type.ends_with("+json")
+}
+
 /// The start of an error body, quoted for a message; never more than a few kB read.
 async fn read_small_body(body: Incoming) -> String {
     let limited = http_body_util::Limited::new(body, 4096);
@@ -309,5 +373,34 @@ async fn read_small_body(body: Incoming) -> String {
             excerpt::bytes(bytes.trim_ascii())
         }
         _ => "nothing readable".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndjson_and_json_like_types_are_read_html_is_not() {
+        for ok in [
+            "application/x-ndjson",
+            "application/x-ndjson; charset=utf-8",
+            "Application/JSON",
+            "application/jsonl",
+            "application/stream+json",
+            "text/plain;charset=UTF-8",
+            "application/octet-stream",
+        ] {
+            assert!(accepts_content_type(ok), "{ok}");
+        }
+        for refused in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "application/xhtml+xml",
+            "text/xml",
+            "image/png",
+        ] {
+            assert!(!accepts_content_type(refused), "{refused}");
+        }
     }
 }
