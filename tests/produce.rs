@@ -1299,8 +1299,9 @@ async fn a_line_that_never_ends_is_discarded_in_bounded_memory() {
     assert!(out.contains("plant: 39 records"), "{out}");
     assert!(out.contains("(1 bad"), "{out}");
     assert!(
-        err.lines().any(|l| l.contains(&format!("source_offset={ENDLESS_AT}"))
-            && l.contains("longer than producer.max_line_bytes")),
+        err.lines()
+            .any(|l| l.contains(&format!("source_offset={ENDLESS_AT}"))
+                && l.contains("longer than producer.max_line_bytes")),
         "{err}"
     );
     let expected: Vec<u64> = (0..40).filter(|&o| o != ENDLESS_AT as u64).collect();
@@ -1405,7 +1406,8 @@ async fn url_credentials_are_sent_as_basic_auth_and_never_shown() {
             }
             assert_eq!(request.query, format!("token={TOKEN}"));
             if !open.load(Ordering::Relaxed) {
-                let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
                 return;
             }
             if ndjson_head(stream).is_ok() {
@@ -1463,7 +1465,10 @@ async fn url_credentials_are_sent_as_basic_auth_and_never_shown() {
             .unwrap();
     assert!(status.success(), "{err}");
     assert!(out.contains("plant: 50 records"), "{out}");
-    assert!(err.contains("ops:***@"), "the retries were not logged: {err}");
+    assert!(
+        err.contains("ops:***@"),
+        "the retries were not logged: {err}"
+    );
     for secret in [PASSWORD, TOKEN] {
         assert!(!err.contains(secret), "stderr shows {secret}: {err}");
         assert!(!out.contains(secret), "stdout shows {secret}: {out}");
@@ -1486,4 +1491,114 @@ async fn url_credentials_are_sent_as_basic_auth_and_never_shown() {
     assert!(err.contains("answered 401"), "{err}");
     assert!(err.contains("user:password"), "{err}");
     assert!(!err.contains("nope-pw") && !err.contains(TOKEN), "{err}");
+}
+
+/// Issue 10, item 6: a failed source did not stop the others; the process went on until every
+/// other stream ended, then exited 1. Now the first failure stops them: they write what they
+/// read, the process exits 1 with the failure's error, and `--resume` goes on from there
+/// without a gap or a duplicate.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_source_stops_the_others_after_they_flush_and_resume_continues() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const TOTAL: usize = 50_000;
+    let lines = small_lines(0..TOTAL);
+    // The long stream: paced at 2,500 lines a second (20 s in all) until `fast`.
+    let fast = std::sync::Arc::new(AtomicBool::new(false));
+    let good_api = raw_server({
+        let (lines, fast) = (lines.clone(), fast.clone());
+        move |request, stream| {
+            if ndjson_head(stream).is_err() {
+                return;
+            }
+            let mut from = request.offset.min(TOTAL);
+            while from < TOTAL {
+                let to = (from + 50).min(TOTAL);
+                let chunk: String = lines[from..to].iter().map(|l| format!("{l}\n")).collect();
+                if stream.write_all(chunk.as_bytes()).is_err() {
+                    return;
+                }
+                from = to;
+                if !fast.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    });
+    // The failing source: an HTML page, once the test lets it answer.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let broken_api = raw_server(move |_, stream| {
+        let _ = released
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(120));
+        let page = "<html><body>502 Bad Gateway</body></html>\n";
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+            page.len()
+        );
+    });
+    let good_topic = unique_topic("p-policy-good");
+    let broken_topic = unique_topic("p-policy-broken");
+    admin(&["create-topic", &good_topic]);
+    admin(&["create-topic", &broken_topic]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[producer]\nmax_pending_records = 500\n\n\
+         [[producer.sources]]\nname = \"good\"\nurl = \"http://{good_api}/good\"\ntopic = \"{good_topic}\"\nkey = \"id\"\n\n\
+         [[producer.sources]]\nname = \"broken\"\nurl = \"http://{broken_api}/broken\"\ntopic = \"{broken_topic}\"\n"
+    );
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let mut producer = Spawned::start(&mut produce_cmd(dir.path(), &["--all"]));
+    // The good source is writing; now the other one fails.
+    wait_until_flowing(&bootstrap(), &good_topic, &mut producer).await;
+    release.send(()).unwrap();
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || producer.finish(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("source broken") && err.contains("text/html"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.contains("source broken")),
+        "the last line is not the failure's error: {err}"
+    );
+    assert!(out.contains("broken: 0 records"), "{out}");
+    let written: usize = out
+        .split("good: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary for good in {out:?}"));
+    assert!(
+        written > 0 && written < TOTAL,
+        "the good source was not stopped: {out}"
+    );
+    // What it read is all in the topic: the first `written` lines, once each.
+    let prefix: Vec<u64> = (0..written as u64).collect();
+    assert_records_at(&read_back(&good_topic).await, &lines, &prefix);
+
+    // --resume goes on from there: the whole stream, once each.
+    fast.store(true, Ordering::Relaxed);
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || produce(&dir, &["good", "--resume"])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("resumed at source-offset"),
+        "{}",
+        stdout(&out)
+    );
+    let all: Vec<u64> = (0..TOTAL as u64).collect();
+    assert_records_at(&read_back(&good_topic).await, &lines, &all);
 }

@@ -14,7 +14,11 @@
 //!   writing twice; [`window`] bounds the records in flight by stream offset, which makes
 //!   `--resume` ([`resume`]) cheap and exact.
 //!
-//! Sources run concurrently in one process.
+//! Sources run concurrently in one process. **Failure policy:** a source that fails stops the
+//! others: they stop reading, write and acknowledge every record they read, and end; then the
+//! process reports the first error (exit 1). Their topics hold a gap-free prefix of each
+//! stream, and `--resume` continues each exactly where it stopped. A shutdown (SIGTERM,
+//! Ctrl-C) stops every source the same way, and is no failure.
 
 mod bad_records;
 mod lines;
@@ -176,7 +180,8 @@ impl fmt::Display for SourceSummary {
 }
 
 /// Produces the chosen sources concurrently until their streams end (or shutdown), prints
-/// one summary line per source, and fails if any source failed.
+/// one summary line per source, and fails if any source failed: the first failure stops the
+/// others (see the module docs).
 pub async fn run(
     settings: &Settings,
     options: &ProduceOptions,
@@ -236,18 +241,20 @@ struct Ended {
     first_failure: Option<usize>,
 }
 
-/// Runs every source in a task of its own until all have ended.
+/// Runs every source in a task of its own until all have ended; the first to fail stops the
+/// others, which flush what they read.
 async fn run_sources(
     settings: &Settings,
     client: Arc<Client>,
     runs: Vec<SourceRun>,
     shutdown: CancellationToken,
 ) -> Ended {
+    let stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
     for (index, run) in runs.into_iter().enumerate() {
         let settings = settings.clone();
         let client = Arc::clone(&client);
-        let stop = shutdown.clone();
+        let stop = stop.clone();
         tasks.spawn(async move {
             let outcome = pipeline::produce_source(&settings, &client, run, stop).await;
             (index, outcome)
@@ -259,7 +266,13 @@ async fn run_sources(
         let (index, outcome) = joined.expect("source task panicked");
         if let Err(error) = &outcome.result {
             tracing::error!(source = %outcome.summary.name, %error, "source failed");
-            first_failure.get_or_insert(index);
+            if first_failure.is_none() {
+                first_failure = Some(index);
+                if !tasks.is_empty() {
+                    tracing::warn!(source = %outcome.summary.name, "stopping the other sources: they write what they have read, then end");
+                }
+                stop.cancel();
+            }
         }
         outcomes.push((index, outcome));
     }
