@@ -102,6 +102,11 @@ impl LineSplitter {
         !self.discarding && self.buf.iter().all(u8::is_ascii_whitespace)
     }
 
+    /// Whether the bytes coming are the rest of a line already reported as too long.
+    pub fn in_overlong_line(&self) -> bool {
+        self.discarding
+    }
+
     /// Bytes of an unfinished line waiting for their `\n`.
     pub fn partial_len(&self) -> usize {
         self.buf.len()
@@ -152,6 +157,7 @@ mod tests {
         s.push(b"A");
         assert_eq!(drain(&mut s), [Piece::TooLong { seen: 11 }]);
         assert_eq!(s.partial_len(), 0);
+        assert!(s.in_overlong_line());
         // The rest of it, however long, is dropped as it comes.
         for _ in 0..1000 {
             s.push(&[b'x'; 4096]);
@@ -162,6 +168,7 @@ mod tests {
         s.push(b"xx\nnext\n");
         assert_eq!(drain(&mut s), [line("next")]);
         assert!(s.at_line_end());
+        assert!(!s.in_overlong_line());
     }
 
     #[test]

@@ -155,11 +155,18 @@ impl NdjsonReader {
                     return Ok(None);
                 }
                 // Every line ends in `\n`: this body was cut mid-line, not complete.
-                let why = format!(
-                    "the stream ended inside the line at source-offset {} ({} bytes without their closing newline: the connection was cut, or the source does not end its last line with \\n)",
-                    self.next_offset,
-                    self.lines.partial_len()
-                );
+                let why = if self.lines.in_overlong_line() {
+                    format!(
+                        "the stream ended inside the overlong line at source-offset {} (a bad record already); reading on after it",
+                        self.next_offset - 1
+                    )
+                } else {
+                    format!(
+                        "the stream ended inside the line at source-offset {} ({} bytes without their closing newline: the connection was cut, or the source does not end its last line with \\n)",
+                        self.next_offset,
+                        self.lines.partial_len()
+                    )
+                };
                 self.ended = false;
                 self.dropped(&why).await?;
                 continue;
