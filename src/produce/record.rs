@@ -22,6 +22,7 @@ pub const HEADER_SOURCE_OFFSET: &str = "source-offset";
 /// mode); it never reaches Kafka.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BadRecord {
+    /// serde_json's message (which says where, not what): capped like any quoted value.
     #[error("not valid JSON ({0})")]
     NotJson(String),
     #[error("not a JSON object")]
@@ -36,6 +37,36 @@ pub enum BadRecord {
         "{bytes} bytes, more than topic {topic:?} accepts (its max.message.bytes; raise it to keep such records)"
     )]
     TooLarge { bytes: usize, topic: String },
+    /// Found while reading: the line grew past `producer.max_line_bytes` before its newline
+    /// (`seen` bytes had arrived), so it was discarded as it streamed in, never parsed.
+    #[error(
+        "longer than producer.max_line_bytes ({limit} bytes; {seen} bytes read before giving up), discarded up to its newline"
+    )]
+    LineTooLong { seen: usize, limit: usize },
+}
+
+impl BadRecord {
+    /// A parse failure, its message capped like any quoted value.
+    fn not_json(error: &serde_json::Error) -> Self {
+        let message = error.to_string();
+        if message.len() <= crate::excerpt::MAX_QUOTED_BYTES {
+            Self::NotJson(message)
+        } else {
+            Self::NotJson(crate::excerpt::Excerpt(&message).to_string())
+        }
+    }
+
+    /// The kind of fault without the particulars, for counts by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotJson(_) => "not valid JSON",
+            Self::NotObject => "not a JSON object",
+            Self::MissingKey(_) => "no key field",
+            Self::BadKey { .. } => "a key that is not a string, number or boolean",
+            Self::TooLarge { .. } => "more than the topic's max.message.bytes",
+            Self::LineTooLong { .. } => "longer than producer.max_line_bytes",
+        }
+    }
 }
 
 /// A record ready for its partition.
@@ -101,7 +132,7 @@ impl RecordShaper {
         .and_then(|found| de.end().map(|()| found))
         .map_err(|e| match e.classify() {
             serde_json::error::Category::Data => BadRecord::NotObject,
-            _ => BadRecord::NotJson(e.to_string()),
+            _ => BadRecord::not_json(&e),
         })?;
 
         let key = match &self.key_field {

@@ -5,38 +5,53 @@
 //! whatever HTTP says: a close-delimited response (no `Content-Length`, not chunked, as some
 //! gateways send) that loses its connection looks like a clean end to HTTP. Such an end is a
 //! drop like any other, and the partial line is read again after reconnecting.
+//!
+//! Lines are cut by a [`LineSplitter`]: linear in the bytes, and a line longer than
+//! `producer.max_line_bytes` is reported ([`StreamItem::TooLong`]) and discarded as it streams
+//! in, never buffered. It still occupies its offset, like any bad record.
+//!
+//! A `200` answer must look like NDJSON ([`accepts_content_type`]): an HTML page (a proxy's
+//! error or login page) fails the source at once, rather than becoming a bad record per line.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::Uri;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::lines::{LineSplitter, Piece};
+use super::url::StreamUrl;
 use crate::backoff::{Retry, RetryPolicy};
+use crate::excerpt::{self, Excerpt};
 use crate::status::SourceCounters;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "source {source_name}: {url:?} is not a usable URL: {why} (expected http://HOST:PORT/PATH)"
-    )]
-    BadUrl {
-        source_name: String,
-        url: String,
-        why: String,
-    },
-    #[error(
-        "source {source_name}: {url} answered {status}: {body}; check the source's path/url in the config"
+        "source {source_name}: {url} answered {status}: {body}; check the source's path/url (and any user:password in it) in the config"
     )]
     Refused {
         source_name: String,
+        /// Shown with its secrets masked.
         url: String,
         status: u16,
+        /// The start of the answer, quoted through [`Excerpt`].
+        body: String,
+    },
+    #[error(
+        "source {source_name}: {url} answered 200 with content type {content_type}, not NDJSON (it starts {body}); this is likely an error or login page of a proxy in front of the API: check the source's path/url in the config, or what answers there"
+    )]
+    NotNdjson {
+        source_name: String,
+        /// Shown with its secrets masked.
+        url: String,
+        /// Quoted through [`Excerpt`].
+        content_type: String,
+        /// The start of the answer, quoted through [`Excerpt`].
         body: String,
     },
     #[error(
@@ -44,55 +59,12 @@ pub enum SourceError {
     )]
     GaveUp {
         source_name: String,
+        /// Shown with its secrets masked.
         url: String,
         attempts: u32,
         outage: Duration,
         last_error: String,
     },
-}
-
-/// An `http://` URL split into what a connection needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamUrl {
-    /// `host:port`, for connecting and the `Host` header.
-    authority: String,
-    path: String,
-    /// The URL's own query, kept when `offset=` is added.
-    query: Option<String>,
-}
-
-impl StreamUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => return Err(format!("scheme {other} is not supported, only http")),
-            None => return Err("no scheme".into()),
-        }
-        let host = uri.host().ok_or("no host")?;
-        let port = uri.port_u16().unwrap_or(80);
-        Ok(Self {
-            authority: format!("{host}:{port}"),
-            path: uri.path().to_string(),
-            query: uri.query().map(String::from),
-        })
-    }
-
-    /// The request target starting at record `offset`.
-    pub fn target(&self, offset: u64) -> String {
-        match (&self.query, offset) {
-            (None, 0) => self.path.clone(),
-            (Some(q), 0) => format!("{}?{q}", self.path),
-            (None, n) => format!("{}?offset={n}", self.path),
-            (Some(q), n) => format!("{}?{q}&offset={n}", self.path),
-        }
-    }
-}
-
-impl std::fmt::Display for StreamUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.target(0))
-    }
 }
 
 /// One line of the stream, without its `\n`.
@@ -102,45 +74,58 @@ pub struct Line {
     pub bytes: Bytes,
 }
 
-/// The reading side of one source. `next_line` hides reconnects: it returns every line once,
+/// What the reader hands on: a line, or the report of one too long to read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Line(Line),
+    /// A line longer than `producer.max_line_bytes` at `offset`: `seen` bytes of it had
+    /// arrived when it was given up; the rest is discarded as it streams in.
+    TooLong {
+        offset: u64,
+        seen: usize,
+    },
+}
+
+/// How to reach a source and how patient to be with it.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    pub source_name: String,
+    pub url: StreamUrl,
+    pub retry: RetryPolicy,
+    /// Without a byte for this long, the connection is dead.
+    pub idle_timeout: Duration,
+    /// `producer.max_line_bytes`.
+    pub max_line_bytes: usize,
+}
+
+/// The reading side of one source. `next_item` hides reconnects: it returns every line once,
 /// in order, or an error once the API has been unreachable for the retry deadline.
 pub struct NdjsonReader {
-    source_name: String,
-    url: StreamUrl,
+    config: ReaderConfig,
     next_offset: u64,
     body: Option<Incoming>,
-    buf: BytesMut,
+    lines: LineSplitter,
     ended: bool,
     /// No complete line yet on this connection: the first one ends the outage, if any. A
     /// connection that never delivers a whole line is no recovery (e.g. one cut mid-line
     /// every time), so its failures add up to the retry deadline.
     awaiting_first_line: bool,
     retry: Retry,
-    idle_timeout: Duration,
     shutdown: CancellationToken,
     /// Where reconnects show on the status page.
     counters: Option<Arc<SourceCounters>>,
 }
 
 impl NdjsonReader {
-    pub fn new(
-        source_name: &str,
-        url: StreamUrl,
-        start_offset: u64,
-        retry: RetryPolicy,
-        idle_timeout: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(config: ReaderConfig, start_offset: u64, shutdown: CancellationToken) -> Self {
         Self {
-            source_name: source_name.to_string(),
-            url,
             next_offset: start_offset,
             body: None,
-            buf: BytesMut::with_capacity(64 * 1024),
+            lines: LineSplitter::new(config.max_line_bytes),
             ended: false,
             awaiting_first_line: false,
-            retry: Retry::new(retry),
-            idle_timeout,
+            retry: Retry::new(config.retry),
+            config,
             shutdown,
             counters: None,
         }
@@ -152,29 +137,36 @@ impl NdjsonReader {
         self
     }
 
-    /// The next line, `None` at the end of the stream or on shutdown.
-    pub async fn next_line(&mut self) -> Result<Option<Line>, SourceError> {
+    /// The next line (or overlong-line report), `None` at the end of the stream or on
+    /// shutdown.
+    pub async fn next_item(&mut self) -> Result<Option<StreamItem>, SourceError> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line = self.buf.split_to(pos + 1).freeze().slice(..pos);
-                if let Some(line) = self.take(line) {
+            if let Some(piece) = self.lines.next_piece() {
+                if let Some(item) = self.take(piece) {
                     // Only a record counts: keep-alive blank lines on a connection that is cut
                     // inside the same line every time must not reset the retry deadline.
                     self.made_progress();
-                    return Ok(Some(line));
+                    return Ok(Some(item));
                 }
                 continue;
             }
             if self.ended {
-                if self.buf.iter().all(u8::is_ascii_whitespace) {
+                if self.lines.at_line_end() {
                     return Ok(None);
                 }
                 // Every line ends in `\n`: this body was cut mid-line, not complete.
-                let why = format!(
-                    "the stream ended inside the line at source-offset {} ({} bytes without their closing newline: the connection was cut, or the source does not end its last line with \\n)",
-                    self.next_offset,
-                    self.buf.len()
-                );
+                let why = if self.lines.in_overlong_line() {
+                    format!(
+                        "the stream ended inside the overlong line at source-offset {} (a bad record already); reading on after it",
+                        self.next_offset - 1
+                    )
+                } else {
+                    format!(
+                        "the stream ended inside the line at source-offset {} ({} bytes without their closing newline: the connection was cut, or the source does not end its last line with \\n)",
+                        self.next_offset,
+                        self.lines.partial_len()
+                    )
+                };
                 self.ended = false;
                 self.dropped(&why).await?;
                 continue;
@@ -182,28 +174,35 @@ impl NdjsonReader {
             if self.body.is_none() && !self.connect().await? {
                 return Ok(None);
             }
-            let body = self.body.as_mut().expect("connected");
-            let frame = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(None),
-                frame = tokio::time::timeout(self.idle_timeout, body.frame()) => frame,
-            };
-            match frame {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-                Ok(None) => self.ended = true,
-                Ok(Some(Err(error))) => self.dropped(&error.to_string()).await?,
-                Err(_) => {
-                    let why = format!(
-                        "no data for {:?} (producer.api_idle_timeout)",
-                        self.idle_timeout
-                    );
-                    self.dropped(&why).await?
-                }
+            if !self.read_frame().await? {
+                return Ok(None);
             }
         }
+    }
+
+    /// Reads one frame of the body into the splitter (or notes its end, or handles a drop);
+    /// `false` on shutdown.
+    async fn read_frame(&mut self) -> Result<bool, SourceError> {
+        let body = self.body.as_mut().expect("connected");
+        let idle_timeout = self.config.idle_timeout;
+        let frame = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ok(false),
+            frame = tokio::time::timeout(idle_timeout, body.frame()) => frame,
+        };
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    self.lines.push(&data);
+                }
+            }
+            Ok(None) => self.ended = true,
+            Ok(Some(Err(error))) => self.dropped(&error.to_string()).await?,
+            Err(_) => {
+                let why = format!("no data for {idle_timeout:?} (producer.api_idle_timeout)");
+                self.dropped(&why).await?
+            }
+        }
+        Ok(true)
     }
 
     /// A complete line arrived: the first on a connection ends the current outage.
@@ -216,23 +215,26 @@ impl NdjsonReader {
         }
     }
 
-    /// Numbers a complete line; blank lines are keep-alives, not records.
-    fn take(&mut self, bytes: Bytes) -> Option<Line> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return None;
-        }
+    /// Numbers a line (or an overlong one: it occupies its offset too); blank lines are
+    /// keep-alives, not records.
+    fn take(&mut self, piece: Piece) -> Option<StreamItem> {
         let offset = self.next_offset;
+        let item = match piece {
+            Piece::Line(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => return None,
+            Piece::Line(bytes) => StreamItem::Line(Line { offset, bytes }),
+            Piece::TooLong { seen } => StreamItem::TooLong { offset, seen },
+        };
         self.next_offset += 1;
-        Some(Line { offset, bytes })
+        Some(item)
     }
 
     /// The connection broke mid-stream: forget the partial line, wait, and reconnect at the
     /// first line not yet returned.
     async fn dropped(&mut self, why: &str) -> Result<(), SourceError> {
         self.body = None;
-        self.buf.clear();
+        self.lines.clear();
         let wait = self.give_up_or_wait(why)?;
-        tracing::warn!(source = %self.source_name, offset = self.next_offset, error = %why, retry_in = ?wait, "API stream dropped; reconnecting");
+        tracing::warn!(source = %self.config.source_name, offset = self.next_offset, error = %why, retry_in = ?wait, "API stream dropped; reconnecting");
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -241,14 +243,15 @@ impl NdjsonReader {
     }
 
     fn give_up_or_wait(&mut self, why: &str) -> Result<Duration, SourceError> {
+        let url = &self.config.url;
         if let Some(counters) = &self.counters {
             counters
                 .trouble
-                .failed(format!("API stream {} failed: {why}", self.url));
+                .failed(format!("API stream {url} failed: {why}"));
         }
         self.retry.failed().ok_or_else(|| SourceError::GaveUp {
-            source_name: self.source_name.clone(),
-            url: self.url.to_string(),
+            source_name: self.config.source_name.clone(),
+            url: url.to_string(),
             attempts: self.retry.attempts(),
             outage: self.retry.outage(),
             last_error: why.to_string(),
@@ -261,30 +264,36 @@ impl NdjsonReader {
             if self.shutdown.is_cancelled() {
                 return Ok(false);
             }
-            let target = self.url.target(self.next_offset);
-            let attempt = tokio::time::timeout(self.idle_timeout, self.request(&target)).await;
+            let idle_timeout = self.config.idle_timeout;
+            let attempt = tokio::time::timeout(idle_timeout, self.request()).await;
             let error = match attempt {
                 Ok(Ok(response)) if response.status() == 200 => {
+                    if let Some(content_type) = refused_content_type(response.headers()) {
+                        return Err(SourceError::NotNdjson {
+                            source_name: self.config.source_name.clone(),
+                            url: self.config.url.shown_at(self.next_offset).to_string(),
+                            content_type,
+                            body: read_small_body(response.into_body()).await,
+                        });
+                    }
                     self.body = Some(response.into_body());
                     self.awaiting_first_line = true;
                     return Ok(true);
                 }
                 Ok(Ok(response)) if response.status().is_client_error() => {
-                    let status = response.status().as_u16();
-                    let body = read_small_body(response.into_body()).await;
                     return Err(SourceError::Refused {
-                        source_name: self.source_name.clone(),
-                        url: format!("http://{}{target}", self.url.authority),
-                        status,
-                        body,
+                        source_name: self.config.source_name.clone(),
+                        url: self.config.url.shown_at(self.next_offset).to_string(),
+                        status: response.status().as_u16(),
+                        body: read_small_body(response.into_body()).await,
                     });
                 }
                 Ok(Ok(response)) => format!("status {}", response.status()),
                 Ok(Err(error)) => error,
-                Err(_) => format!("no answer within {:?}", self.idle_timeout),
+                Err(_) => format!("no answer within {idle_timeout:?}"),
             };
             let wait = self.give_up_or_wait(&error)?;
-            tracing::warn!(source = %self.source_name, url = %self.url, error = %error, retry_in = ?wait, "cannot open API stream; retrying");
+            tracing::warn!(source = %self.config.source_name, url = %self.config.url, error = %error, retry_in = ?wait, "cannot open API stream; retrying");
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(false),
                 _ = tokio::time::sleep(wait) => {}
@@ -292,10 +301,11 @@ impl NdjsonReader {
         }
     }
 
-    async fn request(&self, target: &str) -> Result<hyper::Response<Incoming>, String> {
-        let stream = TcpStream::connect(&self.url.authority)
+    async fn request(&self) -> Result<hyper::Response<Incoming>, String> {
+        let url = &self.config.url;
+        let stream = TcpStream::connect(url.authority())
             .await
-            .map_err(|e| format!("connect to {}: {e}", self.url.authority))?;
+            .map_err(|e| format!("connect to {}: {e}", url.authority()))?;
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -304,9 +314,13 @@ impl NdjsonReader {
             // Errors surface through the response body; nothing to add here.
             let _ = conn.await;
         });
-        let request = hyper::Request::get(target)
-            .header(hyper::header::HOST, &self.url.authority)
-            .header(hyper::header::ACCEPT, "application/x-ndjson")
+        let mut request = hyper::Request::get(url.target(self.next_offset))
+            .header(hyper::header::HOST, url.authority())
+            .header(hyper::header::ACCEPT, "application/x-ndjson");
+        if let Some(authorization) = url.authorization() {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         sender
@@ -316,14 +330,56 @@ impl NdjsonReader {
     }
 }
 
-/// The start of an error body, for the message; never more than a few kB.
+/// The answer's `Content-Type`, quoted, if [`accepts_content_type`] refuses it; a missing one
+/// is accepted (many a simple server sends none).
+fn refused_content_type(headers: &hyper::HeaderMap) -> Option<String> {
+    let value = headers.get(hyper::header::CONTENT_TYPE)?;
+    let content_type = String::from_utf8_lossy(value.as_bytes());
+    (!accepts_content_type(&content_type)).then(|| Excerpt(&content_type).to_string())
+}
+
+/// Whether a `200` answer with this `Content-Type` is read as NDJSON.
+///
+/// Lenient where a stream may plausibly be NDJSON under another name, strict where it plainly
+/// is not:
+/// - accepted: `application/x-ndjson` (what serve-api sends), `application/ndjson`,
+///   `application/jsonl`, `application/x-jsonl`, `application/json-seq`, `application/json`
+///   and any `+json` type (gateways label NDJSON as JSON), `text/plain`,
+///   `application/octet-stream` (generic), and no `Content-Type` at all (see the caller);
+/// - refused: anything else, above all `text/html` and XML: a proxy's error or login page
+///   answered with `200`, which would otherwise become one bad record per line of HTML.
+///
+/// Parameters (`; charset=utf-8`) and case are ignored.
+pub fn accepts_content_type(content_type: &str) -> bool {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        media_type.as_str(),
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonl"
+            | "application/json-seq"
+            | "application/json"
+            | "text/plain"
+            | "application/octet-stream"
+            | ""
+    ) || media_type.ends_with("+json")
+}
+
+/// The start of an error body, quoted for a message; never more than a few kB read.
 async fn read_small_body(body: Incoming) -> String {
     let limited = http_body_util::Limited::new(body, 4096);
     match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
-        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes())
-            .trim()
-            .to_string(),
-        _ => String::new(),
+        Ok(Ok(collected)) => {
+            let bytes = collected.to_bytes();
+            excerpt::bytes(bytes.trim_ascii())
+        }
+        _ => "nothing readable".to_string(),
     }
 }
 
@@ -332,14 +388,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_keep_their_query_and_add_the_offset() {
-        let url = StreamUrl::parse("http://127.0.0.1:5000/stream_data_metrics").unwrap();
-        assert_eq!(url.target(0), "/stream_data_metrics");
-        assert_eq!(url.target(42), "/stream_data_metrics?offset=42");
-        let url = StreamUrl::parse("http://gw/line3?delay=0").unwrap();
-        assert_eq!(url.authority, "gw:80");
-        assert_eq!(url.target(7), "/line3?delay=0&offset=7");
-        assert!(StreamUrl::parse("https://gw/x").is_err());
-        assert!(StreamUrl::parse("/relative").is_err());
+    fn ndjson_and_json_like_types_are_read_html_is_not() {
+        for ok in [
+            "application/x-ndjson",
+            "application/x-ndjson; charset=utf-8",
+            "Application/JSON",
+            "application/jsonl",
+            "application/stream+json",
+            "text/plain;charset=UTF-8",
+            "application/octet-stream",
+        ] {
+            assert!(accepts_content_type(ok), "{ok}");
+        }
+        for refused in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "application/xhtml+xml",
+            "text/xml",
+            "image/png",
+        ] {
+            assert!(!accepts_content_type(refused), "{refused}");
+        }
     }
 }

@@ -214,6 +214,9 @@ pub struct ProducerSettings {
     /// Seconds without a byte from the API (or to connect) before the producer treats the
     /// connection as dead and reconnects. Keep it above the API's delay between records.
     pub api_idle_timeout: PositiveSeconds,
+    /// The longest line (bytes, without its newline) the producer reads from the API. A
+    /// longer line is a bad record (`on_bad_record`), discarded as it streams in, unbuffered.
+    pub max_line_bytes: usize,
     /// The streams `produce` knows; a new stream is a new table here, not code.
     pub sources: Vec<SourceSettings>,
 }
@@ -227,6 +230,7 @@ impl Default for ProducerSettings {
             linger: Seconds::from_secs(0.005),
             batch_max_bytes: 512 * 1024,
             max_pending_records: 60_000,
+            max_line_bytes: 1024 * 1024,
             retry_initial_backoff: PositiveSeconds::from_secs(0.1),
             retry_max_backoff: PositiveSeconds::from_secs(5.0),
             retry_deadline: PositiveSeconds::from_secs(120.0),

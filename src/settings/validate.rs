@@ -77,6 +77,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
     at_least("admin.partitions", admin.partitions, 1)?;
     at_least("admin.replication_factor", admin.replication_factor, 1)?;
     at_least("producer.batch_max_bytes", producer.batch_max_bytes, 1024)?;
+    at_least("producer.max_line_bytes", producer.max_line_bytes, 1)?;
     at_least(
         "producer.max_pending_records",
         producer.max_pending_records,

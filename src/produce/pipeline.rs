@@ -1,0 +1,335 @@
+//! One source from start to end, in three phases:
+//!
+//! 1. [`prepare`]: a client per partition of the topic, and where the stream starts: offset 0,
+//!    or with `--resume` the [`ResumePoint`] that the topic's tail gives.
+//! 2. [`Writers::spawn`]: one [`PartitionWriter`] task per partition, fed by a bounded queue,
+//!    and the source's [`Window`] of unacknowledged records they share with the reader.
+//! 3. [`Pump::run`]: reads the stream, turns each line into a record or a bad record, skips what
+//!    `--resume` found already written, and hands the rest to their partition's writer once
+//!    the window admits them.
+//!
+//! Then the writers flush what they hold ([`Writers::finish`]) and the run ends with a
+//! [`SourceOutcome`]: the summary line, and the first error if the source failed. A run that is
+//! stopped (shutdown, or another source failed) ends like one whose stream ended: every record
+//! read is written and acknowledged first, so `--resume` continues exactly after it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rskafka::client::Client;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::bad_records::BadRecords;
+use super::plan::{SourcePlan, batch_limit, compression, retrying};
+use super::record::{BadRecord, Prepared, RecordShaper};
+use super::resume::{self, ResumePoint};
+use super::source::{NdjsonReader, ReaderConfig, StreamItem};
+use super::window::Window;
+use super::writer::{PartitionWriter, WriterContext};
+use super::{ProduceError, SourceSummary};
+use crate::settings::Settings;
+use crate::status::{RunState, SourceCounters, TopicStatus};
+
+/// Records queued per partition between the reader and its writer: a little more than one
+/// full batch of small records, so a batch can gather while the previous one is in flight.
+const PARTITION_QUEUE: usize = 16 * 1024;
+
+/// One source's run: what to read, and where its numbers go.
+pub struct SourceRun {
+    pub plan: SourcePlan,
+    pub resume: bool,
+    pub stats: Arc<SourceCounters>,
+    /// The topic's live status (the partitions' end offsets as acknowledged).
+    pub topic: Arc<TopicStatus>,
+}
+
+/// How one source's run ended.
+pub struct SourceOutcome {
+    pub summary: SourceSummary,
+    /// The error that failed the source, if it failed.
+    pub result: Result<(), ProduceError>,
+}
+
+/// Runs one source to the end of its stream, or until `stop`; the summary comes back even
+/// when it failed.
+pub async fn produce_source(
+    settings: &Settings,
+    client: &Client,
+    run: SourceRun,
+    stop: CancellationToken,
+) -> SourceOutcome {
+    let started = Instant::now();
+    // Setup only reads from the broker: stopping in the middle of it leaves nothing behind.
+    let prepared = tokio::select! {
+        _ = stop.cancelled() => None,
+        prepared = prepare(settings, client, &run) => Some(prepared),
+    };
+    let (resumed_at, result) = match prepared {
+        None => (None, Ok(())),
+        Some(Err(error)) => (None, Err(error)),
+        Some(Ok(setup)) => {
+            let resumed_at = run.resume.then_some(setup.point.start);
+            (
+                resumed_at,
+                produce_prepared(settings, &run, setup, stop).await,
+            )
+        }
+    };
+    let SourceRun { plan, stats, .. } = run;
+    stats.set_state(if result.is_ok() {
+        RunState::Finished
+    } else {
+        RunState::Failed
+    });
+    let summary = SourceSummary {
+        name: plan.settings.name,
+        topic: plan.settings.topic,
+        records: stats.records.load(Ordering::Relaxed),
+        bad: stats.bad.load(Ordering::Relaxed),
+        skipped: stats.skipped.load(Ordering::Relaxed),
+        bytes: stats.bytes.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        resumed_at,
+        failed: result.is_err(),
+    };
+    SourceOutcome { summary, result }
+}
+
+/// Phases 2 and 3, then the flush. The reading side's error (a bad record in `fail` mode, an
+/// API that gave up) comes first; a writer's failure stops the reader without an error of its
+/// own, so then the writer's error is the one.
+async fn produce_prepared(
+    settings: &Settings,
+    run: &SourceRun,
+    setup: Setup,
+    stop: CancellationToken,
+) -> Result<(), ProduceError> {
+    let Setup { clients, point } = setup;
+    let writers = Writers::spawn(settings, run, clients, &point.log_ends).await;
+    let producer = &settings.producer;
+    let source = &run.plan.settings;
+    let reader = NdjsonReader::new(
+        ReaderConfig {
+            source_name: source.name.clone(),
+            url: run.plan.url.clone(),
+            retry: producer.retry_policy(),
+            idle_timeout: producer.api_idle_timeout(),
+            max_line_bytes: producer.max_line_bytes,
+        },
+        point.start,
+        stop,
+    )
+    .reporting_to(Arc::clone(&run.stats));
+    let mut pump = Pump {
+        reader,
+        shaper: RecordShaper::new(source.key.clone(), run.plan.partitions),
+        skip: run.resume.then_some(point),
+        bad: BadRecords::new(&source.name, producer.on_bad_record, Arc::clone(&run.stats)),
+        max_line_bytes: producer.max_line_bytes,
+        stats: Arc::clone(&run.stats),
+    };
+    let read = pump.run(&writers).await;
+    pump.bad.finish();
+    let written = writers.finish().await;
+    read.and(written)
+}
+
+/// What setup found: a client per partition, and where to start.
+struct Setup {
+    clients: Vec<PartitionClient>,
+    point: ResumePoint,
+}
+
+/// Phase 1: the partitions' clients and the starting point (see the module docs).
+async fn prepare(
+    settings: &Settings,
+    client: &Client,
+    run: &SourceRun,
+) -> Result<Setup, ProduceError> {
+    let source = &run.plan.settings;
+    let setup_error = |error: String| ProduceError::Setup {
+        source_name: source.name.clone(),
+        topic: source.topic.clone(),
+        error,
+    };
+    let mut clients = Vec::with_capacity(run.plan.partitions as usize);
+    for partition in 0..run.plan.partitions {
+        let what = format!("reaching the leader of {}/{partition}", source.topic);
+        let client = retrying(settings, &what, || {
+            client.partition_client(&source.topic, partition, UnknownTopicHandling::Error)
+        })
+        .await
+        .map_err(setup_error)?;
+        clients.push(client);
+    }
+    let point = if run.resume {
+        // The window spans this many stream offsets; `--resume` looks back as far.
+        let window_span = settings.producer.max_pending_records as u64;
+        let timeout = settings.kafka.timeout();
+        let what = format!("looking up what {} already holds", source.topic);
+        let point = retrying(settings, &what, || {
+            resume::find(&clients, &source.name, window_span, timeout)
+        })
+        .await
+        .map_err(setup_error)?;
+        tracing::info!(source = %source.name, start = point.start, heads = ?point.heads, "resuming");
+        point
+    } else {
+        let mut log_ends = Vec::with_capacity(clients.len());
+        for c in &clients {
+            let what = format!(
+                "reading the end offset of {}/{}",
+                source.topic,
+                c.partition()
+            );
+            let end = retrying(settings, &what, || c.get_offset(OffsetAt::Latest));
+            log_ends.push(end.await.map_err(setup_error)?);
+        }
+        ResumePoint {
+            start: 0,
+            heads: vec![None; clients.len()],
+            log_ends,
+        }
+    };
+    for (partition, &end) in point.log_ends.iter().enumerate() {
+        run.topic.observe_latest(partition as i32, end);
+    }
+    Ok(Setup { clients, point })
+}
+
+/// Phase 2: the partition writers of one source, their queues and their shared window.
+struct Writers {
+    queues: Vec<mpsc::Sender<Prepared>>,
+    tasks: Vec<JoinHandle<Result<(), ProduceError>>>,
+    /// Cancelled when a writer fails: the reader stops feeding the others.
+    failed: CancellationToken,
+    window: Arc<Window>,
+}
+
+impl Writers {
+    /// One writer task per partition client, starting from the partition's `log_ends`.
+    async fn spawn(
+        settings: &Settings,
+        run: &SourceRun,
+        clients: Vec<PartitionClient>,
+        log_ends: &[i64],
+    ) -> Self {
+        let producer = &settings.producer;
+        let source = &run.plan.settings;
+        let window = Arc::new(Window::new(producer.max_pending_records as u64));
+        let context = Arc::new(WriterContext {
+            source_name: source.name.clone(),
+            topic: source.topic.clone(),
+            compression: compression(producer.compression),
+            linger: producer.linger(),
+            batch_max_bytes: producer.batch_max_bytes,
+            batch_limit: batch_limit(settings, &source.name, &source.topic).await,
+            retry: producer.retry_policy(),
+            on_bad_record: producer.on_bad_record,
+            request_timeout: settings.kafka.timeout(),
+            stats: Arc::clone(&run.stats),
+            topic_status: Arc::clone(&run.topic),
+            window: Arc::clone(&window),
+        });
+        let failed = CancellationToken::new();
+        let mut queues = Vec::with_capacity(clients.len());
+        let mut tasks = Vec::with_capacity(clients.len());
+        for (client, &log_end) in clients.into_iter().zip(log_ends) {
+            let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
+            let writer = PartitionWriter::new(Arc::clone(&context), client, log_end);
+            let failed = failed.clone();
+            tasks.push(tokio::spawn(async move {
+                let result = writer.run(rx).await;
+                if result.is_err() {
+                    failed.cancel();
+                }
+                result
+            }));
+            queues.push(tx);
+        }
+        Self {
+            queues,
+            tasks,
+            failed,
+            window,
+        }
+    }
+
+    /// Hands `record` to its partition's writer once the window admits it; `false` if a
+    /// writer failed (its error comes from [`Self::finish`]).
+    async fn send(&self, record: Prepared) -> bool {
+        tokio::select! {
+            _ = self.failed.cancelled() => return false,
+            () = self.window.acquire(record.offset) => {} // the writer acknowledges it
+        }
+        let partition = record.partition as usize;
+        self.queues[partition].send(record).await.is_ok()
+    }
+
+    /// Closes the queues, lets every writer write and acknowledge what it holds, and returns
+    /// the first writer error.
+    async fn finish(self) -> Result<(), ProduceError> {
+        drop(self.queues);
+        let mut first_error = None;
+        for task in self.tasks {
+            if let Err(error) = task.await.expect("partition writer panicked") {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Phase 3: the read loop of one source.
+struct Pump {
+    reader: NdjsonReader,
+    shaper: RecordShaper,
+    /// With `--resume`: what the topic already holds.
+    skip: Option<ResumePoint>,
+    bad: BadRecords,
+    max_line_bytes: usize,
+    stats: Arc<SourceCounters>,
+}
+
+impl Pump {
+    /// Reads until the stream ends, the reader is stopped, or a writer fails (`Ok`: its error
+    /// is the writers' to report), or until a failure of the reading side (`Err`).
+    async fn run(&mut self, writers: &Writers) -> Result<(), ProduceError> {
+        loop {
+            let item = tokio::select! {
+                _ = writers.failed.cancelled() => return Ok(()),
+                item = self.reader.next_item() => item?,
+            };
+            let line = match item {
+                None => return Ok(()),
+                Some(StreamItem::Line(line)) => line,
+                Some(StreamItem::TooLong { offset, seen }) => {
+                    let limit = self.max_line_bytes;
+                    self.bad
+                        .found(offset, BadRecord::LineTooLong { seen, limit }, None)?;
+                    continue;
+                }
+            };
+            let record = match self.shaper.shape(line.offset, &line.bytes) {
+                Ok(record) => record,
+                Err(reason) => {
+                    self.bad.found(line.offset, reason, Some(&line.bytes))?;
+                    continue;
+                }
+            };
+            if let Some(point) = &self.skip
+                && point.already_written(record.partition, record.offset)
+            {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if !writers.send(record).await {
+                return Ok(());
+            }
+        }
+    }
+}
