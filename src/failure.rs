@@ -73,17 +73,6 @@ impl fmt::Display for Failure {
     }
 }
 
-// Until the produce and consume branches land: their errors' own rules.
-impl Classify for crate::produce::ProduceError {
-    fn is_usage(&self) -> bool {
-        match self {
-            crate::produce::ProduceError::Kafka(error) => error.is_usage(),
-            crate::produce::ProduceError::Admin(error) => error.is_usage(),
-            other => crate::produce::ProduceError::is_usage(other),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ use common::{
     TEST_TIMEOUT, factorypal, http_get, http_get_body, ndjson, run_with_timeout, send_signal,
     stderr,
 };
-use factorypal::api::{Catalog, load_dir, serve};
 use factorypal::Limits;
+use factorypal::api::{Catalog, load_dir, serve};
 use factorypal::settings::ApiSettings;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

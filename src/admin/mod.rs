@@ -247,16 +247,13 @@ fn render_table(info: &TopicInfo) -> String {
 fn client_error(operation: &str, source: ClientError) -> KafkaError {
     KafkaError::Client {
         operation: operation.into(),
-        source,
+        source: Box::new(source),
     }
 }
 
 fn is_protocol_error(error: &KafkaError, expected: ProtocolError) -> bool {
-    matches!(
-        error,
-        KafkaError::Client {
-            source: ClientError::ServerError { protocol_error, .. },
-            ..
-        } if *protocol_error == expected
-    )
+    let KafkaError::Client { source, .. } = error else {
+        return false;
+    };
+    matches!(**source, ClientError::ServerError { protocol_error, .. } if protocol_error == expected)
 }

@@ -34,15 +34,7 @@ pub enum KafkaError {
         timeout: Duration,
         reason: String,
     },
-    #[error(
-        "{operation} did not finish within {timeout:?} (kafka.timeout); is the broker at {bootstrap} healthy?"
-    )]
-    TimedOut {
-        operation: String,
-        bootstrap: String,
-        timeout: Duration,
-    },
-    #[error("{operation}: no answer within {timeout:?} (kafka.timeout)")]
+    #[error("{operation}: no answer within {timeout:?} (kafka.timeout); is the broker healthy?")]
     NoAnswer {
         operation: String,
         timeout: Duration,
@@ -50,8 +42,9 @@ pub enum KafkaError {
     #[error("{operation} failed: {source}")]
     Client {
         operation: String,
+        /// Boxed: rskafka's error is large, and every result in the crate carries this type.
         #[source]
-        source: rskafka::client::error::Error,
+        source: Box<rskafka::client::error::Error>,
     },
     #[error("metadata request to {broker} failed: {reason}")]
     Metadata { broker: String, reason: String },
@@ -125,16 +118,7 @@ impl KafkaClient {
     where
         F: Future<Output = Result<T, rskafka::client::error::Error>>,
     {
-        let operation = operation.into();
-        match tokio::time::timeout(self.settings.timeout(), fut).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(KafkaError::Client { operation, source }),
-            Err(_) => Err(KafkaError::TimedOut {
-                operation,
-                bootstrap: self.settings.bootstrap.clone(),
-                timeout: self.settings.timeout(),
-            }),
-        }
+        bounded(self.settings.timeout(), &operation.into(), fut).await
     }
 
     /// The partition count of `topic`, or `None` if it does not exist. A topic created a
@@ -175,6 +159,25 @@ impl KafkaClient {
     }
 }
 
+/// One rskafka call bounded by `timeout`, named `operation` in its error.
+pub async fn bounded<T>(
+    timeout: Duration,
+    operation: &str,
+    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
+) -> Result<T, KafkaError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(KafkaError::Client {
+            operation: operation.to_string(),
+            source: Box::new(source),
+        }),
+        Err(_) => Err(KafkaError::NoAnswer {
+            operation: operation.to_string(),
+            timeout,
+        }),
+    }
+}
+
 /// Runs one rskafka call with backoff under `policy`, each attempt bounded by `timeout` and
 /// named `what` in logs and errors. Only errors [`KafkaError::is_retriable`] accepts are
 /// retried: a refused login or a missing permission fails at once.
@@ -188,51 +191,21 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, rskafka::client::error::Error>>,
 {
-    crate::backoff::retry(setup_retry(policy), what, KafkaError::is_retriable, || {
-        let attempt = call();
-        async move {
-            match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(source)) => Err(KafkaError::Client {
-                    operation: what.to_string(),
-                    source,
-                }),
-                Err(_) => Err(KafkaError::NoAnswer {
-                    operation: what.to_string(),
-                    timeout,
-                }),
-            }
-        }
-    })
-    .await
+    retry_setup(policy, what, || bounded(timeout, what, call())).await
 }
 
-/// The retry of any call, every error retried, flattened to text. Being replaced by
-/// [`retry_call`], which keeps the error and retries only what can be cured.
-pub async fn retrying<T, E, F, Fut>(
+/// Runs a setup step made of several Kafka calls (each bounded already) with backoff under
+/// `policy`, retrying what [`KafkaError::is_retriable`] accepts.
+pub async fn retry_setup<T, F, Fut>(
     policy: RetryPolicy,
-    timeout: Duration,
     what: &str,
-    mut call: F,
-) -> Result<T, String>
+    call: F,
+) -> Result<T, RetryError<KafkaError>>
 where
-    E: std::fmt::Display,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: Future<Output = Result<T, KafkaError>>,
 {
-    let attempt = || {
-        let attempt = call();
-        async move {
-            match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {timeout:?}")),
-            }
-        }
-    };
-    crate::backoff::retry(setup_retry(policy), what, |_| true, attempt)
-        .await
-        .map_err(|e| format!("{what}: {}", e.last()))
+    crate::backoff::retry(setup_retry(policy), what, KafkaError::is_retriable, call).await
 }
 
 /// A setup call's outage shorter than this is routine (a new topic's leader election, a
@@ -252,7 +225,6 @@ impl KafkaError {
             Self::InvalidTopicName { .. } => false,
             Self::Client { source, .. } => client_error_is_retriable(source),
             Self::Unreachable { .. }
-            | Self::TimedOut { .. }
             | Self::NoAnswer { .. }
             | Self::Metadata { .. }
             | Self::DescribeConfigs { .. } => true,
@@ -281,6 +253,9 @@ fn client_error_is_retriable(error: &rskafka::client::error::Error) -> bool {
                 | P::UnsupportedSaslMechanism
                 | P::IllegalSaslState
                 | P::InvalidTopicException
+                | P::InvalidRecord
+                | P::MessageTooLarge
+                | P::RecordListTooLarge
                 | P::InvalidRequiredAcks
                 | P::UnsupportedVersion
                 | P::UnsupportedForMessageFormat

@@ -45,6 +45,7 @@ pub use source::{Line, NdjsonReader, SourceError, StreamItem};
 pub use url::StreamUrl;
 
 use crate::admin::AdminError;
+use crate::backoff::RetryError;
 use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
 use crate::status::{SourceCounters, Status};
@@ -82,18 +83,18 @@ pub enum ProduceError {
         reason: BadRecord,
     },
     #[error(
-        "source {source_name}: the broker rejected a batch of {records} records ({bytes} bytes) for {topic}/{partition}: {error}"
+        "source {source_name}: the broker refused a batch ({bytes} bytes) for {topic}/{partition}, and trying again cannot change that: {source}; check the topic and the client's permissions on it"
     )]
     Rejected {
         source_name: String,
         topic: String,
         partition: i32,
-        records: usize,
         bytes: usize,
-        error: String,
+        #[source]
+        source: Box<KafkaError>,
     },
     #[error(
-        "source {source_name}: gave up writing to {topic}/{partition} after {attempts} attempts over {outage:?} (producer.retry_deadline): {error}; is the broker up?"
+        "source {source_name}: gave up writing to {topic}/{partition} after {attempts} attempts over {outage:.1?} (producer.retry_deadline): {source}; is the broker up?"
     )]
     GaveUp {
         source_name: String,
@@ -101,30 +102,36 @@ pub enum ProduceError {
         partition: i32,
         attempts: u32,
         outage: Duration,
-        error: String,
+        #[source]
+        source: Box<KafkaError>,
     },
-    #[error("source {source_name}: cannot prepare {topic}: {error}")]
+    #[error("source {source_name}: cannot prepare {topic}: {source}")]
     Setup {
         source_name: String,
         topic: String,
-        error: String,
+        #[source]
+        source: Box<RetryError<KafkaError>>,
     },
+    #[error(
+        "source {source_name}: topic {topic} was created, but its partitions never appeared in the metadata within producer.retry_deadline; check the broker's logs"
+    )]
+    NewTopicMissing { source_name: String, topic: String },
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Admin(#[from] AdminError),
 }
 
-impl ProduceError {
-    /// Whether the error is the user's request (exit code 2) rather than a failure (1).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Self::UnknownSource { .. }
-                | Self::NoSources { .. }
-                | Self::BadUrl { .. }
-                | Self::Kafka(KafkaError::InvalidTopicName { .. })
-        )
+impl crate::failure::Classify for ProduceError {
+    /// Sources and URLs the command line or config named that cannot work; an invalid topic
+    /// name, however deep in a Kafka or admin error.
+    fn is_usage(&self) -> bool {
+        match self {
+            Self::UnknownSource { .. } | Self::NoSources { .. } | Self::BadUrl { .. } => true,
+            Self::Kafka(error) => error.is_usage(),
+            Self::Admin(error) => error.is_usage(),
+            _ => false,
+        }
     }
 }
 

@@ -24,13 +24,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::bad_records::BadRecords;
-use super::plan::{SourcePlan, batch_limit, compression, retrying};
+use super::plan::{SourcePlan, batch_limit, compression};
 use super::record::{BadRecord, Prepared, RecordShaper};
 use super::resume::{self, ResumePoint};
 use super::source::{NdjsonReader, ReaderConfig, StreamItem};
 use super::window::Window;
 use super::writer::{PartitionWriter, WriterContext};
 use super::{ProduceError, SourceSummary};
+use crate::kafka::{retry_call, retry_setup};
 use crate::settings::Settings;
 use crate::status::{RunState, SourceCounters, TopicStatus};
 
@@ -151,15 +152,17 @@ async fn prepare(
     run: &SourceRun,
 ) -> Result<Setup, ProduceError> {
     let source = &run.plan.settings;
-    let setup_error = |error: String| ProduceError::Setup {
-        source_name: source.name.clone(),
-        topic: source.topic.clone(),
-        error,
+    let (source_name, topic) = (&source.name, &source.topic);
+    let setup_error = |source| ProduceError::Setup {
+        source_name: source_name.clone(),
+        topic: topic.clone(),
+        source: Box::new(source),
     };
+    let (policy, timeout) = (settings.producer.retry_policy(), settings.kafka.timeout());
     let mut clients = Vec::with_capacity(run.plan.partitions as usize);
     for partition in 0..run.plan.partitions {
         let what = format!("reaching the leader of {}/{partition}", source.topic);
-        let client = retrying(settings, &what, || {
+        let client = retry_call(policy, timeout, &what, || {
             client.partition_client(&source.topic, partition, UnknownTopicHandling::Error)
         })
         .await
@@ -169,9 +172,8 @@ async fn prepare(
     let point = if run.resume {
         // The window spans this many stream offsets; `--resume` looks back as far.
         let window_span = settings.producer.max_pending_records as u64;
-        let timeout = settings.kafka.timeout();
         let what = format!("looking up what {} already holds", source.topic);
-        let point = retrying(settings, &what, || {
+        let point = retry_setup(policy, &what, || {
             resume::find(&clients, &source.name, window_span, timeout)
         })
         .await
@@ -186,7 +188,7 @@ async fn prepare(
                 source.topic,
                 c.partition()
             );
-            let end = retrying(settings, &what, || c.get_offset(OffsetAt::Latest));
+            let end = retry_call(policy, timeout, &what, || c.get_offset(OffsetAt::Latest));
             log_ends.push(end.await.map_err(setup_error)?);
         }
         ResumePoint {

@@ -1,7 +1,6 @@
 //! Before any source reads: which sources the command line chose, their URLs checked, their
 //! topics present (or created with `--create-topics`), and the Kafka client that writes.
 
-use std::fmt;
 use std::time::Duration;
 
 use rskafka::BackoffConfig;
@@ -11,7 +10,7 @@ use rskafka::client::{Client, ClientBuilder};
 use super::url::{StreamUrl, redact_unparsed};
 use super::{ProduceError, ProduceOptions};
 use crate::admin;
-use crate::backoff::Retry;
+use crate::backoff::{Retry, RetryError};
 use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
 use crate::settings::{CompressionCodec, Settings, SourceSettings};
 
@@ -128,18 +127,19 @@ pub async fn ensure_topic(
     }
     // The new topic's metadata can lag the create by a moment.
     let mut retry = Retry::new(settings.producer.retry_policy());
+    let what = format!("waiting for the new topic {topic}'s partitions");
     loop {
         if let Some(n) = kafka.partition_count(topic).await? {
             return Ok(n);
         }
-        let Some(wait) = retry.failed() else {
-            return Err(ProduceError::Setup {
-                source_name: plan.settings.name.clone(),
-                topic: topic.clone(),
-                error: "created, but its partitions never appeared in the metadata".into(),
-            });
+        let missing = ProduceError::NewTopicMissing {
+            source_name: plan.settings.name.clone(),
+            topic: topic.clone(),
         };
-        tokio::time::sleep(wait).await;
+        retry
+            .pause(&what, missing, |_| true)
+            .await
+            .map_err(RetryError::into_last)?;
     }
 }
 
@@ -203,20 +203,3 @@ pub async fn batch_limit(settings: &Settings, source_name: &str, topic: &str) ->
 
 /// A record batch's header (v2 format), beyond its records.
 const BATCH_HEADER_BYTES: usize = 61;
-
-/// A setup call (partition leader, offsets, the resume look-up) retried while the broker
-/// settles, e.g. a new topic's leader election or a broker that is restarting.
-pub async fn retrying<T, E, F, Fut>(settings: &Settings, what: &str, call: F) -> Result<T, String>
-where
-    E: fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    crate::kafka::retrying(
-        settings.producer.retry_policy(),
-        settings.kafka.timeout(),
-        what,
-        call,
-    )
-    .await
-}

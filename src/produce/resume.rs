@@ -38,6 +38,7 @@ use std::time::Duration;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 
 use super::record::{HEADER_SOURCE, HEADER_SOURCE_OFFSET};
+use crate::kafka::{KafkaError, bounded};
 
 /// Records read per fetch when looking back; doubled at each further step back.
 const FIRST_STEP: i64 = 64;
@@ -91,7 +92,7 @@ pub async fn find(
     source_name: &str,
     window: u64,
     timeout: Duration,
-) -> Result<ResumePoint, String> {
+) -> Result<ResumePoint, KafkaError> {
     let mut heads = Vec::with_capacity(clients.len());
     let mut log_ends = Vec::with_capacity(clients.len());
     for client in clients {
@@ -107,9 +108,19 @@ async fn partition_head(
     client: &PartitionClient,
     source_name: &str,
     timeout: Duration,
-) -> Result<(Option<u64>, i64), String> {
-    let end = bounded(timeout, client.get_offset(OffsetAt::Latest)).await?;
-    let earliest = bounded(timeout, client.get_offset(OffsetAt::Earliest)).await?;
+) -> Result<(Option<u64>, i64), KafkaError> {
+    let end = bounded(
+        timeout,
+        "reading the end offset",
+        client.get_offset(OffsetAt::Latest),
+    )
+    .await?;
+    let earliest = bounded(
+        timeout,
+        "reading the earliest offset",
+        client.get_offset(OffsetAt::Earliest),
+    )
+    .await?;
     let mut head = None;
     let mut upper = end;
     let mut step = FIRST_STEP;
@@ -133,11 +144,11 @@ pub async fn read_source_offsets(
     to: i64,
     timeout: Duration,
     mut found: impl FnMut(u64),
-) -> Result<(), String> {
+) -> Result<(), KafkaError> {
     let mut next = from;
     while next < to {
-        let (records, _high_watermark) =
-            bounded(timeout, client.fetch_records(next, 1..FETCH_BYTES, 0)).await?;
+        let fetch = client.fetch_records(next, 1..FETCH_BYTES, 0);
+        let (records, _high_watermark) = bounded(timeout, "reading what landed", fetch).await?;
         let Some(last) = records.last() else { break };
         let after = last.offset + 1;
         for r in records {
@@ -159,17 +170,6 @@ pub async fn read_source_offsets(
         next = after;
     }
     Ok(())
-}
-
-/// One Kafka call bounded by `timeout`, its failure as text.
-pub async fn bounded<T>(
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, rskafka::client::error::Error>>,
-) -> Result<T, String> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

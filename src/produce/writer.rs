@@ -30,9 +30,10 @@ use tokio::sync::mpsc;
 
 use super::ProduceError;
 use super::record::{BadRecord, Prepared};
-use super::resume::{bounded, read_source_offsets};
+use super::resume::read_source_offsets;
 use super::window::Window;
-use crate::backoff::{Retry, RetryPolicy};
+use crate::backoff::{Retry, RetryError, RetryPolicy};
+use crate::kafka::{KafkaError, bounded};
 use crate::settings::BadRecordPolicy;
 use crate::status::{SourceCounters, TopicStatus};
 
@@ -212,8 +213,7 @@ impl PartitionWriter {
         loop {
             if failed_before {
                 if let Err(error) = self.drop_landed(batch).await {
-                    self.wait(&mut retry, "check what the failed batch wrote", &error)
-                        .await?;
+                    self.wait(&mut retry, error, bytes).await?;
                     continue;
                 }
                 if batch.is_empty() {
@@ -225,40 +225,21 @@ impl PartitionWriter {
                 .iter()
                 .map(|p| p.to_record(&self.ctx.source_name, timestamp))
                 .collect();
-            let produced = tokio::time::timeout(
-                self.ctx.request_timeout,
-                self.client.produce(records, self.ctx.compression),
-            )
-            .await;
-            match produced {
-                Ok(Ok(offsets)) => {
+            let produce = self.client.produce(records, self.ctx.compression);
+            match bounded(self.ctx.request_timeout, "produce", produce).await {
+                Ok(offsets) => {
                     if let Some(last) = offsets.last() {
                         self.log_end = last + 1;
                     }
                     break;
                 }
-                Ok(Err(error)) if too_large(&error) => {
+                Err(KafkaError::Client { source, .. }) if too_large(&source) => {
                     self.settle_landed(&offsets, batch);
                     return Ok(Sent::TooLarge);
                 }
-                Ok(Err(error)) if !retriable(&error) => {
-                    return Err(ProduceError::Rejected {
-                        source_name: self.ctx.source_name.clone(),
-                        topic: self.ctx.topic.clone(),
-                        partition: self.client.partition(),
-                        records: batch.len(),
-                        bytes,
-                        error: error.to_string(),
-                    });
-                }
-                Ok(Err(error)) => {
+                Err(error) => {
                     failed_before = true;
-                    self.wait(&mut retry, "produce", &error.to_string()).await?;
-                }
-                Err(_) => {
-                    failed_before = true;
-                    let error = format!("no answer within {:?}", self.ctx.request_timeout);
-                    self.wait(&mut retry, "produce", &error).await?;
+                    self.wait(&mut retry, error, bytes).await?;
                 }
             }
         }
@@ -290,40 +271,55 @@ impl PartitionWriter {
         self.ctx.window.ack(landed);
     }
 
-    async fn wait(&self, retry: &mut Retry, what: &str, error: &str) -> Result<(), ProduceError> {
+    /// After a failed attempt at a batch of `bytes`: the status page hears of it, and the one
+    /// retry decision ([`Retry::pause`] with [`KafkaError::is_retriable`]) waits or gives up.
+    async fn wait(
+        &self,
+        retry: &mut Retry,
+        error: KafkaError,
+        bytes: usize,
+    ) -> Result<(), ProduceError> {
         let partition = self.client.partition();
-        let Some(wait) = retry.failed() else {
-            return Err(ProduceError::GaveUp {
-                source_name: self.ctx.source_name.clone(),
-                topic: self.ctx.topic.clone(),
-                partition,
-                attempts: retry.attempts(),
-                outage: retry.outage(),
-                error: error.to_string(),
-            });
+        let (source_name, topic) = (&self.ctx.source_name, &self.ctx.topic);
+        self.ctx
+            .stats
+            .trouble
+            .failed(format!("writing to {topic}/{partition} failed: {error}"));
+        let what = format!("source {source_name}: writing to {topic}/{partition}");
+        let ended = match retry.pause(&what, error, KafkaError::is_retriable).await {
+            Ok(()) => return Ok(()),
+            Err(ended) => ended,
         };
-        tracing::warn!(
-            source = %self.ctx.source_name,
-            topic = %self.ctx.topic,
-            partition,
-            attempt = retry.attempts(),
-            retry_in = ?wait,
-            %error,
-            "{what} failed; retrying"
-        );
-        self.ctx.stats.trouble.failed(format!(
-            "{what} to {}/{partition} failed: {error}",
-            self.ctx.topic
-        ));
-        tokio::time::sleep(wait).await;
-        Ok(())
+        let (source_name, topic) = (source_name.clone(), topic.clone());
+        Err(match ended {
+            RetryError::Fatal(source) => ProduceError::Rejected {
+                source_name,
+                topic,
+                partition,
+                bytes,
+                source: Box::new(source),
+            },
+            RetryError::GaveUp {
+                attempts,
+                outage,
+                last,
+            } => ProduceError::GaveUp {
+                source_name,
+                topic,
+                partition,
+                attempts,
+                outage,
+                source: Box::new(last),
+            },
+        })
     }
 
     /// Removes from `batch` the records this source already has in the partition beyond
     /// `log_end`, then moves `log_end` to the partition's current end.
-    async fn drop_landed(&mut self, batch: &mut Vec<Prepared>) -> Result<(), String> {
+    async fn drop_landed(&mut self, batch: &mut Vec<Prepared>) -> Result<(), KafkaError> {
         let end = bounded(
             self.ctx.request_timeout,
+            "reading the end offset",
             self.client.get_offset(OffsetAt::Latest),
         )
         .await?;
@@ -372,23 +368,6 @@ fn too_large(error: &ClientError) -> bool {
         error,
         ClientError::ServerError {
             protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
-            ..
-        }
-    )
-}
-
-/// Errors that another attempt cannot fix: the request itself is unacceptable.
-fn retriable(error: &ClientError) -> bool {
-    !matches!(
-        error,
-        ClientError::ServerError {
-            protocol_error: ProtocolError::MessageTooLarge
-                | ProtocolError::RecordListTooLarge
-                | ProtocolError::InvalidRecord
-                | ProtocolError::InvalidTopicException
-                | ProtocolError::TopicAuthorizationFailed
-                | ProtocolError::ClusterAuthorizationFailed
-                | ProtocolError::UnsupportedVersion,
             ..
         }
     )

@@ -179,7 +179,7 @@ impl RangeFetch {
             )) => self.out_of_range(client, offset, end, source).await,
             Ok(Err(source)) => Ok(Fetch::Failed(KafkaError::Client {
                 operation: fetching(client, offset),
-                source,
+                source: Box::new(source),
             })),
             Err(_) => Ok(Fetch::Failed(KafkaError::NoAnswer {
                 operation: fetching(client, offset),
@@ -226,7 +226,7 @@ impl RangeFetch {
         // In range by now (a new leader caught up): worth another try.
         Ok(Fetch::Failed(KafkaError::Client {
             operation: fetching(client, offset),
-            source,
+            source: Box::new(source),
         }))
     }
 }
