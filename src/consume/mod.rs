@@ -20,7 +20,7 @@
 //! topic wrote of its unfinished batch is accounted for by its plan and replaced when a rerun
 //! replays that batch.
 
-pub mod checkpoint;
+mod checkpoint;
 mod convert;
 mod engine;
 mod lock;

@@ -29,7 +29,7 @@
 //! A lower bound on a plain number or a rule across keys goes into `validate.rs`.
 
 mod load;
-pub mod types;
+mod types;
 mod validate;
 
 use std::net::SocketAddr;
