@@ -1,27 +1,69 @@
-//! factorypal: the plant's data pipeline in one binary.
+//! factorypal: the plant's data pipeline in one binary. This page is the map: who owns what,
+//! how a record travels, and where each promise the pipeline makes is kept.
 //!
 //! ```text
-//!  data_source/*.json ──► api (serve-api) ──HTTP NDJSON──► produce ──► Kafka ──► consume ──► sinks
-//!                                                                       ▲                  (Parquet,
-//!                                               admin (topics) ─────────┘                   console)
+//!  data dir *.json ─► api ─HTTP NDJSON─► produce ─► Kafka ─► consume ─► sink (Parquet, console)
+//!                                           ▲          ▲         │
+//!                          admin (topics) ──┴──────────┘    checkpoint (plan/commit)
+//!
+//!  run = api + produce + consume in one process; status = counters served as a page/JSON/metrics
 //! ```
 //!
-//! * [`settings`]: the one config layer (defaults < file < `FACTORYPAL__*` env < flags).
-//! * [`cli`]: clap definitions; [`main`](../factorypal/index.html) only parses and dispatches.
-//! * [`api`]: `serve-api`, the stand-in for the machines; knows nothing of Kafka.
-//! * [`kafka`]: client building with timeouts, topic-name rules, metadata.
+//! # Modules
+//! * [`cli`] and [`settings`]: the command line and the one config layer (defaults < file <
+//!   `FACTORYPAL__*` env < flags). Every value is checked once, at load, by its type
+//!   (`settings::types`) or a rule (`settings::validate`); components read plain values.
+//!   `main.rs` only parses, loads, dispatches and turns a [`failure::Failure`] into an exit code.
+//! * [`api`]: `serve-api`, the stand-in for the machines (data loading, streaming); knows
+//!   nothing of Kafka. `http` (private) is the accept loop both HTTP servers share, with
+//!   the connection limits that keep idle or hostile clients from locking others out.
+//! * [`kafka`]: the client layer: connecting within `kafka.timeout`, topic-name rules,
+//!   metadata, topic configs, the Java-compatible partitioner, and which Kafka errors are
+//!   worth retrying ([`kafka::KafkaError::is_retriable`]).
 //! * [`admin`]: `admin` topic management on top of [`kafka`].
-//! * [`produce`]: API streams → Kafka, keyed like the Java client, resumable.
-//! * [`consume`]: Kafka → Arrow micro-batches → [`sink`]s (Parquet, console), checkpointed.
-//! * [`run`]: all of it in one process (`factorypal run`).
-//! * [`status`]: live counters and offsets, served by `--status-bind` as a page, JSON and
-//!   Prometheus metrics.
-//! * [`http`]: the accept loop and responses both HTTP servers (API, status) share.
-//! * [`backoff`]: retry timing (exponential, jittered, with a deadline).
-//! * [`json`]: JSON compaction shared by the API and the producer.
-//! * [`excerpt`]: quoting untrusted values in messages, cut to a bounded length.
-//! * [`gen_data`]: deterministic sample data with planted, documented correlations.
-//! * [`shutdown`]: SIGINT/SIGTERM → a cancellation token.
+//! * [`produce`]: API streams → Kafka (plan → prepare → writers → pump; see its docs).
+//! * [`consume`]: Kafka → Arrow micro-batches → `sink`s, one loop and one file-worker thread
+//!   per topic (see its docs).
+//! * [`run`]: all of it in one process, stopping as one.
+//! * [`status`]: live counters and offsets, served by `--status-bind`.
+//! * Shared, private: `backoff` (retry timing and the one retry decision, `Retry::pause`),
+//!   `excerpt` (quoting untrusted values, cut at 200 bytes), `durable` (fsync'd renames),
+//!   `sink` (the small trait Parquet and console implement); public: [`json`] (compaction),
+//!   [`failure`] (usage error or failure), [`gen_data`] (sample data), [`shutdown`]
+//!   (SIGINT/SIGTERM → a cancellation token).
+//!
+//! # How a record travels
+//! 1. `api` streams a file as NDJSON, `?offset=N` resuming at line N.
+//! 2. `produce::source` reads lines (cut in linear time, at most `producer.max_line_bytes`),
+//!    numbering each with its stream offset; `produce::record` keys it and picks its
+//!    partition; `produce::writer` batches per partition with the source and source-offset as
+//!    headers.
+//! 3. `consume` plans a batch of offset ranges (durably, before any output), fetches them,
+//!    and its file worker decodes each payload into its topic's schema, writes the sink's
+//!    files, then commits the plan.
+//!
+//! # Where each guarantee is kept
+//! * **Values exact**: `consume::convert` turns each value's JSON text into its column type
+//!   exactly (correctly rounded floats, decimal timestamps) or makes it a bad record.
+//! * **Nothing lost, nothing twice (produce)**: `produce::window` bounds records in flight by
+//!   stream offset; `produce::resume` finds from the topic's own headers where to restart;
+//!   the writer checks what a failed attempt wrote before retrying it.
+//! * **Exactly once into files (consume)**: `consume::checkpoint` (plan before, commit after),
+//!   `consume::reconcile` (output the checkpoint does not account for stops the start),
+//!   `consume::lock` (one writer per checkpoint and per output partition).
+//! * **Bad input never silently dropped**: producer bad lines are counted and logged with
+//!   their source-offset (`produce::bad_records`); consumer bad records go to
+//!   `_bad_records/` with their payload (`consume::engine`).
+//! * **Bounded memory and time**: the produce window and per-partition queues, the line
+//!   limit, the consumer's bounded channel to its file worker, `http`'s header and write-stall
+//!   timeouts and per-client connection share; every Kafka call bounded by `kafka.timeout`.
+//! * **Secrets and big values stay out of logs**: source URLs are masked wherever shown
+//!   (`produce::url`); values are quoted through `excerpt`.
+//! * **One failure policy**: a failed source or topic stops the others after they
+//!   flush/commit what they hold, and the command exits 1 with the first error
+//!   (`produce::run`, `consume::run`, `run`'s `Outcome`); usage errors exit 2
+//!   ([`failure::Classify`]). Retries: `backoff::Retry::pause` with the module's classifier
+//!   (`KafkaError::is_retriable` for Kafka; HTTP 4xx are final in `produce::source`).
 
 pub mod admin;
 pub mod api;
