@@ -97,8 +97,10 @@ pub async fn run(
     for summary in TopicSummary::combine(std::mem::take(&mut outcome.consumed)) {
         println!("{summary}");
     }
-    if let Some(api) = api {
-        api.stop().await?;
+    if let Some(api) = api
+        && let Err(error) = api.stop().await
+    {
+        outcome.failed("the built-in API", error);
     }
     outcome.into_result()?;
     println!(

@@ -10,6 +10,10 @@
 //!   it as a bad record at its source-offset), drops what it holds, and from then on discards
 //!   incoming bytes up to the next `\n` without keeping them. A line that never ends costs a
 //!   bounded buffer, not all the memory there is.
+//!
+//! Blank lines are keep-alives that no one numbers, whatever their length: an overlong line
+//! is reported only once a byte other than whitespace shows in it, so a long run of spaces
+//! cannot shift the source-offsets of the records after it.
 
 use bytes::{Bytes, BytesMut};
 
@@ -30,8 +34,13 @@ pub struct LineSplitter {
     /// The first `scanned` bytes of `buf` hold no `\n`.
     scanned: usize,
     max_line_bytes: usize,
-    /// Inside a line already reported as too long: bytes up to its `\n` are dropped.
+    /// Inside an overlong line: bytes up to its `\n` are dropped.
     discarding: bool,
+    /// The overlong line being discarded has held only whitespace so far (this many bytes):
+    /// not reported unless something else arrives before its `\n`.
+    blank_seen: Option<usize>,
+    /// An overlong line found while discarding, reported by the next [`Self::next_piece`].
+    pending: Option<usize>,
     /// Bytes searched for `\n` so far, for the linearity test.
     #[cfg(test)]
     searched: usize,
@@ -44,6 +53,8 @@ impl LineSplitter {
             scanned: 0,
             max_line_bytes,
             discarding: false,
+            blank_seen: None,
+            pending: None,
             #[cfg(test)]
             searched: 0,
         }
@@ -56,18 +67,30 @@ impl LineSplitter {
             self.buf.extend_from_slice(data);
             return;
         }
-        match find_newline(data) {
-            // The whole frame belongs to the overlong line.
-            None => {}
-            Some(end) => {
-                self.discarding = false;
-                self.buf.extend_from_slice(&data[end + 1..]);
+        let end = find_newline(data);
+        let part = &data[..end.unwrap_or(data.len())];
+        if let Some(seen) = self.blank_seen {
+            let seen = seen + part.len();
+            if part.iter().all(u8::is_ascii_whitespace) {
+                self.blank_seen = Some(seen);
+            } else {
+                self.blank_seen = None;
+                self.pending = Some(seen);
             }
+        }
+        // Without a `\n` the whole frame belongs to the overlong line.
+        if let Some(end) = end {
+            self.discarding = false;
+            self.blank_seen = None;
+            self.buf.extend_from_slice(&data[end + 1..]);
         }
     }
 
     /// The next complete line, or the report of an overlong one; `None` until more arrives.
     pub fn next_piece(&mut self) -> Option<Piece> {
+        if let Some(seen) = self.pending.take() {
+            return Some(Piece::TooLong { seen });
+        }
         #[cfg(test)]
         {
             let unsearched = &self.buf[self.scanned..];
@@ -78,7 +101,9 @@ impl LineSplitter {
                 let end = self.scanned + at;
                 self.scanned = 0;
                 let line = self.buf.split_to(end + 1).freeze().slice(..end);
-                if line.len() > self.max_line_bytes {
+                // A blank line of any length is handed on as one: the caller skips it unnumbered.
+                let blank = line.iter().all(u8::is_ascii_whitespace);
+                if line.len() > self.max_line_bytes && !blank {
                     return Some(Piece::TooLong { seen: line.len() });
                 }
                 Some(Piece::Line(line))
@@ -89,8 +114,13 @@ impl LineSplitter {
                     return None;
                 }
                 let seen = self.buf.len();
+                let blank = self.buf.iter().all(u8::is_ascii_whitespace);
                 self.clear();
                 self.discarding = true;
+                if blank {
+                    self.blank_seen = Some(seen);
+                    return None;
+                }
                 Some(Piece::TooLong { seen })
             }
         }
@@ -99,12 +129,12 @@ impl LineSplitter {
     /// Whether nothing but whitespace waits for its `\n`, and no overlong line is open: the
     /// body may end here.
     pub fn at_line_end(&self) -> bool {
-        !self.discarding && self.buf.iter().all(u8::is_ascii_whitespace)
+        !self.in_overlong_line() && self.buf.iter().all(u8::is_ascii_whitespace)
     }
 
     /// Whether the bytes coming are the rest of a line already reported as too long.
     pub fn in_overlong_line(&self) -> bool {
-        self.discarding
+        self.discarding && self.blank_seen.is_none()
     }
 
     /// Bytes of an unfinished line waiting for their `\n`.
@@ -117,6 +147,8 @@ impl LineSplitter {
         self.buf.clear();
         self.scanned = 0;
         self.discarding = false;
+        self.blank_seen = None;
+        self.pending = None;
     }
 }
 
@@ -176,6 +208,46 @@ mod tests {
         let mut s = LineSplitter::new(4);
         s.push(b"12345\nabcd\n");
         assert_eq!(drain(&mut s), [Piece::TooLong { seen: 5 }, line("abcd")]);
+    }
+
+    #[test]
+    fn an_overlong_blank_line_is_a_keep_alive_not_a_bad_line() {
+        // Whole in one frame: handed on as a blank line, which the reader skips unnumbered.
+        let mut s = LineSplitter::new(4);
+        s.push(
+            b"       
+{}
+",
+        );
+        assert_eq!(drain(&mut s), [line("       "), line("{}")]);
+        // Across frames: never reported, and the stream may end inside it.
+        let mut s = LineSplitter::new(4);
+        s.push(b"      ");
+        assert_eq!(drain(&mut s), []);
+        assert!(!s.in_overlong_line());
+        assert!(s.at_line_end());
+        s.push(
+            b"   	  
+{}
+",
+        );
+        assert_eq!(drain(&mut s), [line("{}")]);
+    }
+
+    #[test]
+    fn an_overlong_line_that_starts_blank_is_reported_once_something_else_shows() {
+        let mut s = LineSplitter::new(4);
+        s.push(b"      ");
+        assert_eq!(drain(&mut s), []);
+        s.push(b"   x  ");
+        assert_eq!(drain(&mut s), [Piece::TooLong { seen: 12 }]);
+        assert!(s.in_overlong_line());
+        s.push(
+            b"yy
+{}
+",
+        );
+        assert_eq!(drain(&mut s), [line("{}")]);
     }
 
     #[test]

@@ -189,29 +189,41 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A URL that did not parse, shown with what looks like userinfo and query values masked.
+/// A URL that did not parse, shown with what looks like userinfo, query values and a fragment
+/// masked. Unparsed, a password may hold `/`, `?` or `#`, so everything between `://` and the
+/// last `@` counts as userinfo.
 pub fn redact_unparsed(url: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, _)) => (url, Some(MASK)),
         None => (url, None),
     };
-    let (scheme, rest) = match before_query.split_once("://") {
+    let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), before_query),
+        None => (String::new(), url),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:{MASK}@{host}"),
-            None => format!("{MASK}@{host}"),
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, host_and_more)) => (Some(userinfo), host_and_more),
+        None => (None, rest),
+    };
+    let userinfo = match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, _)) if !user.contains(['/', '?']) => format!("{user}:{MASK}@"),
+            _ => format!("{MASK}@"),
         },
-        None => authority.to_string(),
+        None => String::new(),
     };
-    let mut shown = format!("{scheme}{authority}{path}");
-    if let Some(query) = query {
-        shown.push('?');
-        shown.push_str(&mask_query(query));
+    let mut shown = format!("{scheme}{userinfo}");
+    match rest.split_once('?') {
+        Some((before, query)) => {
+            shown.push_str(before);
+            shown.push('?');
+            shown.push_str(&mask_query(query));
+        }
+        None => shown.push_str(rest),
+    }
+    if let Some(mask) = fragment {
+        shown.push('#');
+        shown.push_str(mask);
     }
     shown
 }
@@ -219,6 +231,24 @@ pub fn redact_unparsed(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unparsed_urls_never_show_a_password_with_slashes_or_question_marks() {
+        for (url, secret) in [
+            ("http://ops:pa/ss@gw:8000/x", "pa/ss"),
+            ("http://ops:pa?ss@gw/x", "pa?ss"),
+            ("http://ops:p#ss@gw/x", "ss@gw"),
+            ("http://gw/x#tok3n", "tok3n"),
+            ("http://gw/x?token=s3cret", "s3cret"),
+        ] {
+            let shown = redact_unparsed(url);
+            assert!(!shown.contains(secret), "{url} → {shown}");
+        }
+        assert_eq!(
+            redact_unparsed("http://ops:pa/ss@gw:8000/x"),
+            "http://ops:***@gw:8000/x"
+        );
+    }
 
     #[test]
     fn urls_keep_their_query_and_add_the_offset() {

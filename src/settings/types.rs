@@ -21,7 +21,7 @@ pub const MAX_SECONDS: u32 = 365 * 24 * 3600;
 #[serde(try_from = "f64", into = "f64")]
 pub struct Seconds<const MAX: u32 = MAX_SECONDS>(f64);
 
-/// Like [`Seconds`], but above 0: for timeouts, deadlines and intervals, where 0 would mean
+/// Like [`Seconds`], but at least a millisecond: for timeouts, deadlines and intervals, where 0 would mean
 /// "fail at once" or "spin".
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
@@ -43,10 +43,13 @@ impl<const MAX: u32> Seconds<MAX> {
     }
 }
 
+/// The shortest [`PositiveSeconds`]: one millisecond.
+pub const MIN_POSITIVE_SECONDS: f64 = 0.001;
+
 impl<const MAX: u32> PositiveSeconds<MAX> {
     /// For defaults written in code; panics on a value the type refuses.
     pub const fn from_secs(secs: f64) -> Self {
-        assert!(secs > 0.0 && secs <= MAX as f64);
+        assert!(secs >= MIN_POSITIVE_SECONDS && secs <= MAX as f64);
         Self(secs)
     }
 
@@ -76,12 +79,14 @@ impl<const MAX: u32> TryFrom<f64> for Seconds<MAX> {
 impl<const MAX: u32> TryFrom<f64> for PositiveSeconds<MAX> {
     type Error = String;
 
+    /// At least a millisecond: a shorter timeout or interval is 0 to the timers that use it
+    /// (tokio's `interval` panics on 0; a zero backoff retries in a busy loop).
     fn try_from(secs: f64) -> Result<Self, String> {
-        if secs.is_finite() && secs > 0.0 && secs <= f64::from(MAX) {
+        if secs.is_finite() && secs >= MIN_POSITIVE_SECONDS && secs <= f64::from(MAX) {
             Ok(Self(secs))
         } else {
             Err(format!(
-                "expected a number of seconds above 0 and at most {MAX}; found {secs}"
+                "expected a number of seconds from {MIN_POSITIVE_SECONDS} to {MAX}; found {secs}"
             ))
         }
     }
@@ -387,6 +392,9 @@ mod tests {
             assert!(error.contains("not negative and at most 60"), "{error}");
         }
         assert!(PositiveSeconds::<10>::try_from(0.0).is_err());
+        // Zero to a timer (tokio's interval panics on it), so refused by name.
+        assert!(PositiveSeconds::<10>::try_from(1e-10).is_err());
+        assert!(PositiveSeconds::<10>::try_from(0.001).is_ok());
         assert!(PositiveSeconds::<MAX_SECONDS>::try_from(1e30).is_err());
         let d = PositiveSeconds::<MAX_SECONDS>::try_from(0.25).unwrap();
         assert_eq!(d.duration(), Duration::from_millis(250));

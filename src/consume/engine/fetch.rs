@@ -15,7 +15,7 @@ use super::plan::handle_data_loss;
 use crate::backoff::Retry;
 use crate::consume::ConsumeError;
 use crate::consume::checkpoint::Plan;
-use crate::kafka::KafkaError;
+use crate::kafka::{KafkaError, bounded};
 use crate::settings::ConsumerSettings;
 use crate::status::TopicStatus;
 
@@ -199,10 +199,10 @@ impl RangeFetch {
         source: ClientError,
     ) -> Result<Fetch, ConsumeError> {
         let partition = client.partition();
-        let earliest = client
-            .get_offset(OffsetAt::Earliest)
-            .await
-            .unwrap_or(offset);
+        // Each look-up bounded: a broker that stops answering must not hold the fetch forever.
+        // A failed one assumes the offset is still there, and the fetch is retried.
+        let look_up = |at| bounded(self.timeout, "reading an offset", client.get_offset(at));
+        let earliest = look_up(OffsetAt::Earliest).await.unwrap_or(offset);
         if earliest > offset {
             handle_data_loss(
                 &self.topic,
@@ -213,7 +213,7 @@ impl RangeFetch {
             )?;
             return Ok(Fetch::SkipTo(earliest));
         }
-        let latest = client.get_offset(OffsetAt::Latest).await.unwrap_or(end);
+        let latest = look_up(OffsetAt::Latest).await.unwrap_or(end);
         if latest < offset {
             return Err(ConsumeError::TopicChanged {
                 topic: self.topic.clone(),
