@@ -443,7 +443,7 @@ mod tests {
             &[("FACTORYPAL__PRODUCER__RETRY_DEADLINE", "1e30")],
             &[],
         );
-        assert!(e.contains("`producer.retry_deadline` (from environment variable FACTORYPAL__PRODUCER__RETRY_DEADLINE) is invalid: expected a number of seconds from 0.001"), "{e}");
+        assert!(e.contains("`producer.retry_deadline` (from environment variable FACTORYPAL__PRODUCER__RETRY_DEADLINE) is invalid: expected a number of seconds, at least 0.001"), "{e}");
         let e = load(
             Some("[[producer.sources]]\nname = \"a\"\npath = \"/a\"\n"),
             &[],

@@ -86,7 +86,7 @@ impl<const MAX: u32> TryFrom<f64> for PositiveSeconds<MAX> {
             Ok(Self(secs))
         } else {
             Err(format!(
-                "expected a number of seconds from {MIN_POSITIVE_SECONDS} to {MAX}; found {secs}"
+                "expected a number of seconds, at least {MIN_POSITIVE_SECONDS} and at most {MAX}; found {secs}"
             ))
         }
     }
