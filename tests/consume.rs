@@ -9,7 +9,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    SpareBroker, Spawned, bootstrap, configured, factorypal, python, raw_topic, run_with_timeout,
+    SpareBroker, Spawned, bootstrap, configured, factorypal, raw_topic, run_with_timeout,
     sample_data, send_signal, start_api, stderr, stdout, survive_broker_restart, unique_topic,
     write_config, write_run_config,
 };
@@ -22,19 +22,7 @@ struct ParquetView {
 }
 
 fn read_parquet(topic_dir: &Path) -> ParquetView {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_parquet.py");
-    let out = run_with_timeout(
-        std::process::Command::new(python())
-            .arg(script)
-            .arg(topic_dir),
-        Duration::from_secs(120),
-    );
-    assert!(out.status.success(), "read_parquet.py: {}", stderr(&out));
-    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(
-        v["pyarrow_rows"], v["duckdb_rows"],
-        "the two readers disagree"
-    );
+    let v = common::read_parquet_report(topic_dir);
     ParquetView {
         schema: v["schema"]
             .as_array()

@@ -568,7 +568,10 @@ fn a_failing_write_is_retried_shown_on_the_status_page_and_committed_once() {
     send_signal(consume.child.id(), "TERM");
     let (exit, _, err) = consume.finish(Duration::from_secs(60));
     assert!(exit.success(), "{err}");
-    assert!(err.contains("batch 0 (not committed) failed; retrying"), "{err}");
+    assert!(
+        err.contains("batch 0 (not committed) failed; retrying"),
+        "{err}"
+    );
 
     let count = Command::new(python())
         .args([

@@ -17,9 +17,9 @@ pub fn python() -> String {
     })
 }
 
-/// Every row of a topic's Parquet output as pyarrow reads it (timestamps as microseconds),
-/// after checking DuckDB counts the same rows (`tests/read_parquet.py`).
-pub fn parquet_rows(topic_dir: &Path) -> Vec<serde_json::Value> {
+/// A topic's Parquet output as `tests/read_parquet.py` reports it (`schema`, `rows`, with
+/// timestamps as microseconds), after checking pyarrow and DuckDB count the same rows.
+pub fn read_parquet_report(topic_dir: &Path) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_parquet.py");
     let out = run_with_timeout(
         std::process::Command::new(python())
@@ -33,5 +33,11 @@ pub fn parquet_rows(topic_dir: &Path) -> Vec<serde_json::Value> {
         v["pyarrow_rows"], v["duckdb_rows"],
         "the two readers disagree"
     );
-    serde_json::from_value(v["rows"].clone()).unwrap()
+    v
+}
+
+/// Every row of a topic's Parquet output as pyarrow reads it (timestamps as microseconds),
+/// after checking DuckDB counts the same rows.
+pub fn parquet_rows(topic_dir: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_value(read_parquet_report(topic_dir)["rows"].clone()).unwrap()
 }
