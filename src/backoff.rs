@@ -94,13 +94,6 @@ pub enum RetryError<E> {
 }
 
 impl<E> RetryError<E> {
-    /// The last error, whichever way the retry ended.
-    pub fn last(&self) -> &E {
-        match self {
-            Self::Fatal(last) | Self::GaveUp { last, .. } => last,
-        }
-    }
-
     /// The last error itself, for callers whose error already says enough.
     pub fn into_last(self) -> E {
         match self {
