@@ -1,6 +1,7 @@
 //! Quoting untrusted text in messages without letting it grow them: a bad record's reason or a
 //! log line quotes at most [`MAX_QUOTED_BYTES`] of the offending value, then says how long the
 //! whole value was. A 900 KB string in a record costs ~250 bytes of stderr, not 900 KB.
+//! URLs are shown with their secrets (password, query values, fragment) masked.
 
 use std::fmt;
 
@@ -36,6 +37,62 @@ pub fn bytes(value: &[u8]) -> String {
         Ok(text) => Excerpt(text).to_string(),
         Err(_) => format!("({} bytes, not UTF-8)", value.len()),
     }
+}
+
+/// What a masked secret shows as.
+pub const MASK: &str = "***";
+
+/// A query with every value masked: `a=1&token=x&flag` → `a=***&token=***&***`. Keys stay (they
+/// tell a reader which parameters there are); a part without `=` may be a token itself.
+pub fn mask_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) => format!("{key}={MASK}"),
+            None if part.is_empty() => String::new(),
+            None => MASK.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A URL (parsed or not) shown with what looks like userinfo, query values and a fragment
+/// masked. Unparsed, a password may hold `/`, `?` or `#`, so everything between `://` and the
+/// last `@` counts as userinfo.
+pub fn redact_url(url: &str) -> String {
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, _)) => (url, Some(MASK)),
+        None => (url, None),
+    };
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, host_and_more)) => (Some(userinfo), host_and_more),
+        None => (None, rest),
+    };
+    let userinfo = match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, _)) if !user.contains(['/', '?']) => format!("{user}:{MASK}@"),
+            _ => format!("{MASK}@"),
+        },
+        None => String::new(),
+    };
+    let mut shown = format!("{scheme}{userinfo}");
+    match rest.split_once('?') {
+        Some((before, query)) => {
+            shown.push_str(before);
+            shown.push('?');
+            shown.push_str(&mask_query(query));
+        }
+        None => shown.push_str(rest),
+    }
+    if let Some(mask) = fragment {
+        shown.push('#');
+        shown.push_str(mask);
+    }
+    shown
 }
 
 /// The largest index ≤ `max` that starts a character (`str::floor_char_boundary` is unstable).

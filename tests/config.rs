@@ -306,3 +306,38 @@ fn json_logs_are_one_json_object_per_line() {
         "{err}"
     );
 }
+
+#[test]
+fn config_show_masks_the_secrets_a_url_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        r#"
+[producer]
+api_url = "http://ops:hunter2@gateway:8000/?token=s3cret"
+
+[[producer.sources]]
+name = "line3"
+url = "http://plc:pa/ss@10.0.0.7/feed?key=k3y#frag"
+topic = "metrics"
+"#,
+    )
+    .unwrap();
+    let out = factorypal(dir.path())
+        .args(["--config", "c.toml", "config", "show"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    for secret in ["hunter2", "s3cret", "pa/ss", "k3y", "frag"] {
+        assert!(!shown.contains(secret), "{secret} shows in:\n{shown}");
+    }
+    // What a reader needs to recognise the endpoints stays.
+    let table: toml::Table = toml::from_str(&shown).unwrap();
+    assert_eq!(
+        get(&table, "producer", "api_url").as_str(),
+        Some("http://ops:***@gateway:8000/?token=***")
+    );
+    let url = table["producer"]["sources"][0]["url"].as_str().unwrap();
+    assert_eq!(url, "http://plc:***@10.0.0.7/feed?key=***#***");
+}

@@ -7,10 +7,11 @@ use rskafka::BackoffConfig;
 use rskafka::client::partition::Compression;
 use rskafka::client::{Client, ClientBuilder};
 
-use super::url::{StreamUrl, redact_unparsed};
+use super::url::StreamUrl;
 use super::{ProduceError, ProduceOptions};
 use crate::admin;
 use crate::backoff::{Retry, RetryError};
+use crate::excerpt::redact_url;
 use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
 use crate::settings::{CompressionCodec, Settings, SourceSettings};
 
@@ -80,7 +81,7 @@ fn plan_source(settings: &Settings, source: &SourceSettings) -> Result<SourcePla
     };
     let parsed = StreamUrl::parse(&url).map_err(|why| ProduceError::BadUrl {
         source_name: source.name.clone(),
-        url: redact_unparsed(&url),
+        url: redact_url(&url),
         why,
     })?;
     Ok(SourcePlan {

@@ -13,8 +13,7 @@ use std::fmt;
 use base64::Engine as _;
 use hyper::Uri;
 
-/// What a masked secret shows as.
-const MASK: &str = "***";
+use crate::excerpt::{MASK, mask_query};
 
 /// An `http://` URL split into what a connection needs.
 #[derive(Clone, PartialEq)]
@@ -157,20 +156,6 @@ impl Credentials {
     }
 }
 
-/// A query with every value masked: `a=1&token=x&flag` → `a=***&token=***&***`. Keys stay (they
-/// tell a reader which parameters there are); a part without `=` may be a token itself.
-fn mask_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) => format!("{key}={MASK}"),
-            None if part.is_empty() => String::new(),
-            None => MASK.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// `%XX` escapes decoded; `None` if an escape is malformed or the result is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -189,45 +174,6 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A URL that did not parse, shown with what looks like userinfo, query values and a fragment
-/// masked. Unparsed, a password may hold `/`, `?` or `#`, so everything between `://` and the
-/// last `@` counts as userinfo.
-pub fn redact_unparsed(url: &str) -> String {
-    let (url, fragment) = match url.split_once('#') {
-        Some((url, _)) => (url, Some(MASK)),
-        None => (url, None),
-    };
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
-    };
-    let (userinfo, rest) = match rest.rsplit_once('@') {
-        Some((userinfo, host_and_more)) => (Some(userinfo), host_and_more),
-        None => (None, rest),
-    };
-    let userinfo = match userinfo {
-        Some(info) => match info.split_once(':') {
-            Some((user, _)) if !user.contains(['/', '?']) => format!("{user}:{MASK}@"),
-            _ => format!("{MASK}@"),
-        },
-        None => String::new(),
-    };
-    let mut shown = format!("{scheme}{userinfo}");
-    match rest.split_once('?') {
-        Some((before, query)) => {
-            shown.push_str(before);
-            shown.push('?');
-            shown.push_str(&mask_query(query));
-        }
-        None => shown.push_str(rest),
-    }
-    if let Some(mask) = fragment {
-        shown.push('#');
-        shown.push_str(mask);
-    }
-    shown
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,11 +187,11 @@ mod tests {
             ("http://gw/x#tok3n", "tok3n"),
             ("http://gw/x?token=s3cret", "s3cret"),
         ] {
-            let shown = redact_unparsed(url);
+            let shown = crate::excerpt::redact_url(url);
             assert!(!shown.contains(secret), "{url} → {shown}");
         }
         assert_eq!(
-            redact_unparsed("http://ops:pa/ss@gw:8000/x"),
+            crate::excerpt::redact_url("http://ops:pa/ss@gw:8000/x"),
             "http://ops:***@gw:8000/x"
         );
     }
@@ -298,11 +244,11 @@ mod tests {
     #[test]
     fn unparsed_urls_are_masked_too() {
         assert_eq!(
-            redact_unparsed("http://u:pw@h:x/p?k=v&w"),
+            crate::excerpt::redact_url("http://u:pw@h:x/p?k=v&w"),
             "http://u:***@h:x/p?k=***&***"
         );
-        assert_eq!(redact_unparsed("tok@h/p"), "***@h/p");
-        assert_eq!(redact_unparsed("http://h/p"), "http://h/p");
+        assert_eq!(crate::excerpt::redact_url("tok@h/p"), "***@h/p");
+        assert_eq!(crate::excerpt::redact_url("http://h/p"), "http://h/p");
         assert!(StreamUrl::parse("http://u:%zz@h/p").is_err());
     }
 }

@@ -10,6 +10,7 @@ use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 use super::Settings;
 use super::validate::{Invalid, validate};
+use crate::excerpt::redact_url;
 
 /// The config file read when `--config` is not given. A missing default file is fine (the
 /// built-in defaults apply); a missing file named with `--config` is an error.
@@ -138,9 +139,16 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The effective settings as TOML, for `factorypal config show`.
+    /// The effective settings as TOML, for `factorypal config show`, with the secrets a URL
+    /// may carry (a password, query values) masked: this output ends up in bug reports.
     pub fn to_toml(&self) -> Result<String, SettingsError> {
-        toml::to_string(self).map_err(SettingsError::Show)
+        let mut shown = self.clone();
+        let producer = &mut shown.producer;
+        producer.api_url = redact_url(&producer.api_url);
+        for source in &mut producer.sources {
+            source.url = source.url.as_deref().map(redact_url);
+        }
+        toml::to_string(&shown).map_err(SettingsError::Show)
     }
 
     /// Every setting's dotted key (`api.bind`), in the order `config show` prints them. A
