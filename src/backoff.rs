@@ -7,6 +7,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 /// How to retry: the first delay, the largest, and how long one outage may last in total.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -24,6 +26,8 @@ pub struct Retry {
     attempts: u32,
     /// Failures within this long of the first are logged at debug level only.
     quiet_for: Duration,
+    /// Cancelled: stop waiting for the next try (a shutdown during an outage).
+    stop: Option<CancellationToken>,
 }
 
 impl Retry {
@@ -34,7 +38,15 @@ impl Retry {
             next: policy.initial,
             attempts: 0,
             quiet_for: Duration::ZERO,
+            stop: None,
         }
+    }
+
+    /// Gives up waiting for the next try once `stop` is cancelled ([`RetryError::Stopped`]),
+    /// so a shutdown during an outage does not wait out the whole deadline.
+    pub fn stop_on(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Logs the first `quiet_for` of an outage at debug level: for calls where a short outage
@@ -91,13 +103,16 @@ pub enum RetryError<E> {
         #[source]
         last: E,
     },
+    /// Told to stop (a shutdown) while waiting for the next try.
+    #[error("stopped while waiting to try again after: {0}")]
+    Stopped(#[source] E),
 }
 
 impl<E> RetryError<E> {
     /// The last error itself, for callers whose error already says enough.
     pub fn into_last(self) -> E {
         match self {
-            Self::Fatal(last) | Self::GaveUp { last, .. } => last,
+            Self::Fatal(last) | Self::GaveUp { last, .. } | Self::Stopped(last) => last,
         }
     }
 }
@@ -146,7 +161,13 @@ impl Retry {
             });
         };
         self.log(what, &error, wait);
-        tokio::time::sleep(wait).await;
+        match &self.stop {
+            Some(stop) => tokio::select! {
+                _ = stop.cancelled() => return Err(RetryError::Stopped(error)),
+                _ = tokio::time::sleep(wait) => {}
+            },
+            None => tokio::time::sleep(wait).await,
+        }
         Ok(())
     }
 }
@@ -255,5 +276,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_for_the_next_try() {
+        let stop = CancellationToken::new();
+        let mut retry = Retry::new(RetryPolicy {
+            initial: Duration::from_secs(3600),
+            max: Duration::from_secs(3600),
+            deadline: Duration::from_secs(7200),
+        })
+        .stop_on(stop.clone());
+        stop.cancel();
+        let ended = retry.pause("test", "down", |_| true).await;
+        assert!(matches!(ended, Err(RetryError::Stopped("down"))));
     }
 }

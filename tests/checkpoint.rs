@@ -321,6 +321,45 @@ fn block_checkpoint_write(kind: &str) {
     );
 }
 
+/// A shutdown while a batch waits to be retried (here: its plan cannot be written) ends the
+/// wait: the consumer exits at once, the batch uncommitted, instead of retrying until
+/// `consumer.retry_deadline` (set to ten minutes here). A rerun then commits it.
+#[test]
+fn a_shutdown_ends_the_wait_between_retries() {
+    let topic = topic_of(0, 500);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &topic,
+        "unused-workorder",
+        "retry_deadline = 600.0",
+    );
+    let checkpoint = dir.path().join("out").join(&topic).join("_checkpoint/all");
+    let blocker = checkpoint.join(".000000000000.plan.json.tmp");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let args = ["--topics", &topic, "--trigger", "available-now"];
+    let consumer = Spawned::start(&mut configured(dir.path(), "consume", &args));
+    wait_for(
+        "the failed plan to be retried",
+        Duration::from_secs(60),
+        || {
+            consumer
+                .log("err")
+                .contains("(not committed) failed; retrying")
+        },
+    );
+    common::send_signal(consumer.child.id(), "TERM");
+    // Far below the ten-minute deadline it would otherwise wait out.
+    let (status, _, err) = consumer.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped while batch 0 waited"), "{err}");
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let out = configured(dir.path(), "consume", &args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ids(&dir.path().join("out").join(&topic)), range(0, 500));
+}
+
 #[test]
 fn a_plan_that_cannot_be_written_is_retried_until_it_can() {
     block_checkpoint_write("plan");

@@ -156,6 +156,15 @@ pub enum ConsumeError {
         source: Box<RetryError<KafkaError>>,
     },
     #[error(
+        "topic {topic}: stopped while batch {batch} waited to be tried again, so it is not committed (a rerun replays it); it had failed with: {source}"
+    )]
+    Stopped {
+        topic: String,
+        batch: u64,
+        #[source]
+        source: Box<ConsumeError>,
+    },
+    #[error(
         "topic {topic}, partition {partition}: the broker returns no records for offsets {from}..{to} though they exist; the checkpoint is intact, run again to continue"
     )]
     NoRecords {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
+use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::Checkpoint;
 use super::engine::{TopicFiles, TopicJob};
@@ -136,6 +137,7 @@ pub(super) fn prepare(
         status: status.topic(topic),
         watched: status.is_watched(),
         _locks: output.locks,
+        stop: CancellationToken::new(), // run_topic hands it the shutdown token
     };
     let files = TopicFiles {
         topic: topic.to_string(),

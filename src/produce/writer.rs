@@ -299,16 +299,13 @@ impl PartitionWriter {
                 bytes,
                 source: Box::new(source),
             },
-            RetryError::GaveUp {
-                attempts,
-                outage,
-                last,
-            } => ProduceError::GaveUp {
+            // The writer's retries watch no stop: on shutdown it writes what it read.
+            RetryError::GaveUp { last, .. } | RetryError::Stopped(last) => ProduceError::GaveUp {
                 source_name,
                 topic,
                 partition,
-                attempts,
-                outage,
+                attempts: retry.attempts(),
+                outage: retry.outage(),
                 source: Box::new(last),
             },
         })

@@ -9,6 +9,7 @@ use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::TopicJob;
 use super::plan::handle_data_loss;
@@ -75,6 +76,7 @@ struct RangeFetch {
     settings: ConsumerSettings,
     timeout: Duration,
     status: Arc<TopicStatus>,
+    stop: CancellationToken,
 }
 
 /// What one fetch request came to.
@@ -95,6 +97,7 @@ impl RangeFetch {
             settings: job.settings.clone(),
             timeout: job.request_timeout,
             status: Arc::clone(&job.status),
+            stop: job.stop.clone(),
         }
     }
 
@@ -109,7 +112,7 @@ impl RangeFetch {
     ) -> Result<(), ConsumeError> {
         let partition = client.partition();
         let mut offset = start;
-        let mut retry = Retry::new(self.settings.retry_policy());
+        let mut retry = Retry::new(self.settings.retry_policy()).stop_on(self.stop.clone());
         let mut empty_fetches = 0;
         while offset < end {
             let error = match self.fetch_once(client, offset, end).await? {

@@ -58,6 +58,8 @@ pub struct TopicJob {
     /// The locks that make this job the checkpoint's only writer: never read, held while the
     /// job lives (dropping them releases them).
     pub _locks: Option<Ownership>,
+    /// Shutdown: ends a wait between retries (see [`run_topic`]), never an attempt.
+    pub stop: CancellationToken,
 }
 
 /// Where a topic stands between batches.
@@ -75,6 +77,10 @@ pub async fn run_topic(
     files: TopicFiles,
     shutdown: CancellationToken,
 ) -> Result<TopicSummary, ConsumeError> {
+    let job = TopicJob {
+        stop: shutdown.clone(),
+        ..job
+    };
     let status = Arc::clone(&job.status);
     status.set_consumer_state(RunState::Running);
     let result = consume_topic(&job, files, shutdown).await;
@@ -187,11 +193,20 @@ async fn run_batches(
         if shutdown.is_cancelled() {
             break;
         }
+        // Look-ups only read: on shutdown (e.g. while they retry a broker that is down) they
+        // are dropped, with no batch in flight.
         let latest = match &targets {
             Some(targets) => targets.clone(),
-            None => latest_offsets(job, policy).await?,
+            None => match until(shutdown, latest_offsets(job, policy)).await {
+                Some(latest) => latest?,
+                None => break,
+            },
         };
-        let ranges = next_ranges(job, &mut progress.next, &latest, policy).await?;
+        let next = &mut progress.next;
+        let ranges = match until(shutdown, next_ranges(job, next, &latest, policy)).await {
+            Some(ranges) => ranges?,
+            None => break,
+        };
         if ranges.is_empty() {
             if targets.is_some() {
                 break;
@@ -207,15 +222,24 @@ async fn run_batches(
     Ok(())
 }
 
+/// `work`'s result, or `None` once `shutdown` is cancelled first.
+async fn until<T>(shutdown: &CancellationToken, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        done = work => Some(done),
+    }
+}
+
 /// Runs one planned batch to its commit, retrying it whole (same ranges) after a fetch or
-/// write failure until the retry deadline.
+/// write failure until the retry deadline, or until a shutdown stops the wait (the batch is
+/// then not committed: a rerun replays it).
 async fn execute(
     job: &TopicJob,
     worker: &mut FileWorker,
     plan: &Plan,
     progress: &mut Progress,
 ) -> Result<(), ConsumeError> {
-    let mut retry = Retry::new(job.settings.retry_policy());
+    let mut retry = Retry::new(job.settings.retry_policy()).stop_on(job.stop.clone());
     let started = Instant::now();
     let mut next_offsets = progress.next.clone();
     for (p, (_, end)) in &plan.ranges {
@@ -236,7 +260,14 @@ async fn execute(
         retry
             .pause(&what, error, ConsumeError::is_retriable)
             .await
-            .map_err(RetryError::into_last)?;
+            .map_err(|ended| match ended {
+                RetryError::Stopped(last) => ConsumeError::Stopped {
+                    topic: job.topic.clone(),
+                    batch: plan.batch,
+                    source: Box::new(last),
+                },
+                other => other.into_last(),
+            })?;
     }
 }
 
