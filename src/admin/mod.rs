@@ -129,7 +129,7 @@ pub async fn create_topic(
         .await;
     match result {
         Ok(()) => Ok(true),
-        Err(e) if is_protocol_error(&e, ProtocolError::TopicAlreadyExists) => {
+        Err(e) if e.protocol_error() == Some(ProtocolError::TopicAlreadyExists) => {
             if if_not_exists {
                 Ok(false)
             } else {
@@ -159,7 +159,7 @@ pub async fn delete_topic(
         .await;
     match result {
         Ok(()) => Ok(true),
-        Err(e) if is_protocol_error(&e, ProtocolError::UnknownTopicOrPartition) => {
+        Err(e) if e.protocol_error() == Some(ProtocolError::UnknownTopicOrPartition) => {
             if if_exists {
                 Ok(false)
             } else {
@@ -249,11 +249,4 @@ fn client_error(operation: &str, source: ClientError) -> KafkaError {
         operation: operation.into(),
         source: Box::new(source),
     }
-}
-
-fn is_protocol_error(error: &KafkaError, expected: ProtocolError) -> bool {
-    let KafkaError::Client { source, .. } = error else {
-        return false;
-    };
-    matches!(**source, ClientError::ServerError { protocol_error, .. } if protocol_error == expected)
 }

@@ -217,6 +217,19 @@ fn setup_retry(policy: RetryPolicy) -> Retry {
 }
 
 impl KafkaError {
+    /// The error code the broker answered with, if this is a broker's answer.
+    pub fn protocol_error(&self) -> Option<rskafka::client::error::ProtocolError> {
+        match self {
+            Self::Client { source, .. } => match **source {
+                rskafka::client::error::Error::ServerError { protocol_error, .. } => {
+                    Some(protocol_error)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Whether waiting and trying again can cure this error. The one place that decides it for
     /// Kafka: network trouble, timeouts and a cluster that is electing leaders are retried;
     /// a refused login, a missing permission, an invalid request are not.

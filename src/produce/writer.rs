@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use rskafka::chrono::{DateTime, Utc};
-use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
 use tokio::sync::mpsc;
 
@@ -233,7 +233,7 @@ impl PartitionWriter {
                     }
                     break;
                 }
-                Err(KafkaError::Client { source, .. }) if too_large(&source) => {
+                Err(error) if too_large(&error) => {
                     self.settle_landed(&offsets, batch);
                     return Ok(Sent::TooLarge);
                 }
@@ -360,13 +360,10 @@ enum Sent {
 }
 
 /// The broker refuses the batch for its size (`max.message.bytes`, or the segment size).
-fn too_large(error: &ClientError) -> bool {
+fn too_large(error: &KafkaError) -> bool {
     matches!(
-        error,
-        ClientError::ServerError {
-            protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
-            ..
-        }
+        error.protocol_error(),
+        Some(ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge)
     )
 }
 

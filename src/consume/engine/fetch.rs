@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
@@ -164,30 +164,16 @@ impl RangeFetch {
         offset: i64,
         end: i64,
     ) -> Result<Fetch, ConsumeError> {
-        let fetched = tokio::time::timeout(
-            self.timeout,
-            client.fetch_records(offset, 1..FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS),
-        )
-        .await;
-        match fetched {
-            Ok(Ok((mut records, _high_watermark))) => {
+        let fetch = client.fetch_records(offset, 1..FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS);
+        match bounded(self.timeout, &fetching(client, offset), fetch).await {
+            Ok((mut records, _high_watermark)) => {
                 records.retain(|r| r.offset >= offset && r.offset < end);
                 Ok(Fetch::Records(records))
             }
-            Ok(Err(
-                source @ ClientError::ServerError {
-                    protocol_error: ProtocolError::OffsetOutOfRange,
-                    ..
-                },
-            )) => self.out_of_range(client, offset, end, source).await,
-            Ok(Err(source)) => Ok(Fetch::Failed(KafkaError::Client {
-                operation: fetching(client, offset),
-                source: Box::new(source),
-            })),
-            Err(_) => Ok(Fetch::Failed(KafkaError::NoAnswer {
-                operation: fetching(client, offset),
-                timeout: self.timeout,
-            })),
+            Err(error) if error.protocol_error() == Some(ProtocolError::OffsetOutOfRange) => {
+                self.out_of_range(client, offset, end, error).await
+            }
+            Err(error) => Ok(Fetch::Failed(error)),
         }
     }
 
@@ -199,7 +185,7 @@ impl RangeFetch {
         client: &PartitionClient,
         offset: i64,
         end: i64,
-        source: ClientError,
+        error: KafkaError,
     ) -> Result<Fetch, ConsumeError> {
         let partition = client.partition();
         // Each look-up bounded: a broker that stops answering must not hold the fetch forever.
@@ -227,10 +213,7 @@ impl RangeFetch {
             });
         }
         // In range by now (a new leader caught up): worth another try.
-        Ok(Fetch::Failed(KafkaError::Client {
-            operation: fetching(client, offset),
-            source: Box::new(source),
-        }))
+        Ok(Fetch::Failed(error))
     }
 }
 
