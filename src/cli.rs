@@ -37,6 +37,48 @@ pub struct GlobalArgs {
         value_name = "HOST:PORT[,HOST:PORT]"
     )]
     pub bootstrap: Option<String>,
+    /// How connections to Kafka are secured, overriding `kafka.security_protocol`.
+    #[arg(
+        long = "security-protocol",
+        id = "kafka.security_protocol",
+        global = true,
+        value_name = "plaintext|ssl|sasl_plaintext|sasl_ssl"
+    )]
+    pub security_protocol: Option<String>,
+    /// PEM file of the CA certificates that sign the brokers', overriding
+    /// `kafka.ssl_ca_location`.
+    #[arg(
+        long = "ssl-ca-location",
+        id = "kafka.ssl_ca_location",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub ssl_ca_location: Option<PathBuf>,
+    /// SASL mechanism, overriding `kafka.sasl_mechanism`.
+    #[arg(
+        long = "sasl-mechanism",
+        id = "kafka.sasl_mechanism",
+        global = true,
+        value_name = "PLAIN|SCRAM-SHA-256|SCRAM-SHA-512"
+    )]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name, overriding `kafka.sasl_username`.
+    #[arg(
+        long = "sasl-username",
+        id = "kafka.sasl_username",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub sasl_username: Option<String>,
+    /// File holding the SASL password, overriding `kafka.sasl_password_file`. (No flag takes
+    /// the password itself: other users can read a command line.)
+    #[arg(
+        long = "sasl-password-file",
+        id = "kafka.sasl_password_file",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub sasl_password_file: Option<PathBuf>,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

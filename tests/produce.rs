@@ -1009,8 +1009,10 @@ async fn a_small_max_message_bytes_caps_batches_and_skips_only_what_cannot_fit()
     );
     let mut kafka = factorypal::settings::Settings::default().kafka;
     kafka.bootstrap = bootstrap();
+    let security = factorypal::kafka::Security::load(&kafka).unwrap();
     let read = factorypal::kafka::topic_config::describe(
         &kafka,
+        &security,
         &topic,
         factorypal::kafka::topic_config::MAX_MESSAGE_BYTES,
     )
@@ -1050,8 +1052,10 @@ async fn the_topic_batch_limit_is_read_from_the_broker() {
     admin(&["create-topic", &topic, "--partitions", "1"]);
     let mut kafka = factorypal::settings::Settings::default().kafka;
     kafka.bootstrap = bootstrap();
+    let security = factorypal::kafka::Security::load(&kafka).unwrap();
     let limit = factorypal::kafka::topic_config::describe(
         &kafka,
+        &security,
         &topic,
         factorypal::kafka::topic_config::MAX_MESSAGE_BYTES,
     )
@@ -1060,9 +1064,10 @@ async fn the_topic_batch_limit_is_read_from_the_broker() {
     assert_eq!(limit.as_deref(), Some("1048588"));
     // A topic that does not exist is an error that names it, not a limit.
     let missing = unique_topic("p-limit-missing");
-    let error = factorypal::kafka::topic_config::describe(&kafka, &missing, "max.message.bytes")
-        .await
-        .unwrap_err();
+    let error =
+        factorypal::kafka::topic_config::describe(&kafka, &security, &missing, "max.message.bytes")
+            .await
+            .unwrap_err();
     assert!(error.to_string().contains(&missing), "{error}");
 }
 

@@ -3,17 +3,16 @@
 //! Kafka 4.0 removed versions 0–3 (KIP-896); 4 is the oldest it answers, is not yet a
 //! "flexible" (tagged-field) version, and older brokers (since 1.0) answer it too.
 
-use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use bytes::{BufMut, BytesMut};
 
 use super::KafkaError;
+use super::codec::{array, i8_, i16_, i32_, put_string, string};
+use super::security::Security;
+use super::wire::framed;
 use crate::settings::KafkaSettings;
 
 const API_KEY_METADATA: i16 = 3;
 const API_VERSION: i16 = 4;
-/// A metadata answer for thousands of topics fits easily; more means a corrupt length prefix.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metadata {
@@ -53,49 +52,19 @@ pub const UNKNOWN_TOPIC: i16 = 3;
 /// Asks the first bootstrap broker that answers; `topics = None` asks for all topics.
 pub async fn fetch(
     settings: &KafkaSettings,
+    security: &Security,
     topics: Option<&[String]>,
 ) -> Result<Metadata, KafkaError> {
-    let timeout = settings.timeout();
     let request = encode_request(&settings.client_id, topics);
-    let mut last_error = None;
-    for broker in settings.bootstrap_brokers() {
-        match tokio::time::timeout(timeout, exchange(&broker, &request)).await {
-            Ok(Ok(body)) => {
-                return decode_response(&body).map_err(|reason| KafkaError::Metadata {
-                    broker: broker.clone(),
-                    reason,
-                });
-            }
-            Ok(Err(e)) => last_error = Some(e.to_string()),
-            Err(_) => last_error = Some(format!("no answer within {timeout:?}")),
-        }
-    }
-    Err(KafkaError::Unreachable {
-        bootstrap: settings.bootstrap.clone(),
-        timeout,
-        reason: last_error.unwrap_or_else(|| "no bootstrap broker configured".into()),
+    let answer = super::ask_bootstrap(settings, security, &request).await?;
+    decode_response(&answer.body).map_err(|reason| KafkaError::Metadata {
+        broker: answer.broker,
+        reason,
     })
-}
-
-pub(super) async fn exchange(broker: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(broker).await?;
-    stream.write_all(request).await?;
-    let len = stream.read_i32().await?;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|&l| l <= MAX_RESPONSE_BYTES)
-        .ok_or_else(|| std::io::Error::other(format!("bad response length {len}")))?;
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body).await?;
-    Ok(body)
 }
 
 fn encode_request(client_id: &str, topics: Option<&[String]>) -> Vec<u8> {
     let mut body = BytesMut::new();
-    body.put_i16(API_KEY_METADATA);
-    body.put_i16(API_VERSION);
-    body.put_i32(1); // correlation id: one request per connection
-    put_string(&mut body, client_id);
     match topics {
         None => body.put_i32(-1), // null array: all topics
         Some(topics) => {
@@ -106,16 +75,7 @@ fn encode_request(client_id: &str, topics: Option<&[String]>) -> Vec<u8> {
         }
     }
     body.put_i8(0); // allow_auto_topic_creation: never, asking must not create
-    let mut framed = Vec::with_capacity(body.len() + 4);
-    framed.put_i32(body.len() as i32);
-    framed.extend_from_slice(&body);
-    framed
-}
-
-pub(super) fn put_string(buf: &mut BytesMut, s: &str) {
-    let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
-    buf.put_i16(bytes.len() as i16);
-    buf.put_slice(bytes);
+    framed(API_KEY_METADATA, API_VERSION, client_id, &body)
 }
 
 /// Reads a response body; every read is bounds-checked so a short or garbled answer is an
@@ -158,54 +118,6 @@ fn decode_response(mut buf: &[u8]) -> Result<Metadata, String> {
         })
     })?;
     Ok(Metadata { brokers, topics })
-}
-
-pub(super) fn need(r: &[u8], n: usize) -> Result<(), String> {
-    if r.remaining() < n {
-        Err("response ended early".into())
-    } else {
-        Ok(())
-    }
-}
-
-pub(super) fn i8_(r: &mut &[u8]) -> Result<i8, String> {
-    need(r, 1)?;
-    Ok(r.get_i8())
-}
-
-pub(super) fn i16_(r: &mut &[u8]) -> Result<i16, String> {
-    need(r, 2)?;
-    Ok(r.get_i16())
-}
-
-pub(super) fn i32_(r: &mut &[u8]) -> Result<i32, String> {
-    need(r, 4)?;
-    Ok(r.get_i32())
-}
-
-pub(super) fn string(r: &mut &[u8]) -> Result<Option<String>, String> {
-    let len = i16_(r)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    let len = len as usize;
-    need(r, len)?;
-    let s = String::from_utf8_lossy(&r[..len]).into_owned();
-    r.advance(len);
-    Ok(Some(s))
-}
-
-pub(super) fn array<T>(
-    r: &mut &[u8],
-    mut item: impl FnMut(&mut &[u8]) -> Result<T, String>,
-) -> Result<Vec<T>, String> {
-    let len = i32_(r)?;
-    if len < 0 {
-        return Ok(Vec::new());
-    }
-    // Each element is at least 4 bytes: a count larger than what is left is garbage.
-    need(r, len as usize)?;
-    (0..len).map(|_| item(r)).collect()
 }
 
 #[cfg(test)]

@@ -1,15 +1,23 @@
 //! Everything that talks to Kafka at the client level: building an `rskafka` client that fails
-//! within the configured timeout, topic-name rules, and the metadata rskafka does not expose.
+//! within the configured timeout, secured as the settings say ([`security`]), topic-name
+//! rules, and the requests rskafka does not send ([`metadata`], [`topic_config`], over our own
+//! connection in `wire`).
 
+mod codec;
 pub(crate) mod metadata;
 pub mod partitioner;
+pub mod security;
 pub mod topic_config;
+pub(crate) mod wire;
 
 use std::future::Future;
 use std::time::Duration;
 
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
+
+pub use security::{Security, SecurityError};
+pub use wire::ConnectError;
 
 use crate::backoff::{Retry, RetryError, RetryPolicy};
 use crate::settings::KafkaSettings;
@@ -34,6 +42,11 @@ pub enum KafkaError {
         timeout: Duration,
         reason: String,
     },
+    /// A failure no retry cures: a certificate, a login or a protocol that does not fit.
+    #[error(transparent)]
+    Connect(wire::ConnectError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     #[error("{operation}: no answer within {timeout:?} (kafka.timeout); is the broker healthy?")]
     NoAnswer {
         operation: String,
@@ -78,39 +91,43 @@ pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
     })
 }
 
-/// A connected client plus the settings it was built from, so every call can be bounded by the
-/// same timeout and every error can name the brokers.
+/// A connected client plus the settings and security it was built from, so every call can be
+/// bounded by the same timeout, every error can name the brokers, and our own requests
+/// connect the same way rskafka does.
 pub struct KafkaClient {
     pub client: Client,
     pub settings: KafkaSettings,
+    pub security: Security,
 }
 
 impl KafkaClient {
-    /// Connects to the bootstrap brokers, failing within `kafka.timeout` if none answers.
+    /// Loads the security settings, checks with one request of our own that a bootstrap broker
+    /// answers and takes our login (so a refused password or an untrusted certificate fails at
+    /// once, in words), then builds the rskafka client; all within `kafka.timeout`.
     pub async fn connect(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let security = Security::load(settings)?;
         let timeout = settings.timeout();
-        let backoff = BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            base: 2.0,
-            deadline: Some(timeout),
-        };
-        let builder = ClientBuilder::new(settings.bootstrap_brokers())
-            .client_id(settings.client_id.as_str())
-            .backoff_config(backoff);
-        let unreachable = |reason: String| KafkaError::Unreachable {
-            bootstrap: settings.bootstrap.clone(),
-            timeout,
-            reason,
-        };
-        let client = tokio::time::timeout(timeout, builder.build())
+        let probe = metadata::fetch(settings, &security, Some(&[]));
+        tokio::time::timeout(timeout, probe)
             .await
-            .map_err(|_| unreachable("no broker answered".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|_| KafkaError::Unreachable {
+                bootstrap: settings.bootstrap.clone(),
+                timeout,
+                reason: "no broker answered".into(),
+            })??;
+        let client = build_client(settings, &security, Some(timeout)).await?;
         Ok(Self {
             client,
             settings: settings.clone(),
+            security,
         })
+    }
+
+    /// A second rskafka client on the same cluster whose own retries are off, for callers that
+    /// retry themselves (the producer's writer: a produce request resent blindly may be
+    /// written twice).
+    pub async fn client_without_retries(&self) -> Result<Client, KafkaError> {
+        build_client(&self.settings, &self.security, Some(Duration::ZERO)).await
     }
 
     /// Runs one rskafka call bounded by `kafka.timeout`, naming `operation` in any error.
@@ -155,8 +172,55 @@ impl KafkaClient {
         &self,
         topics: Option<&[String]>,
     ) -> Result<metadata::Metadata, KafkaError> {
-        metadata::fetch(&self.settings, topics).await
+        metadata::fetch(&self.settings, &self.security, topics).await
     }
+}
+
+/// An rskafka client, secured as `security` says, whose internal retries give up after
+/// `retry_deadline`; building it fails within `kafka.timeout`.
+async fn build_client(
+    settings: &KafkaSettings,
+    security: &Security,
+    retry_deadline: Option<Duration>,
+) -> Result<Client, KafkaError> {
+    let timeout = settings.timeout();
+    let backoff = BackoffConfig {
+        init_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        base: 2.0,
+        deadline: retry_deadline,
+    };
+    let builder = ClientBuilder::new(settings.bootstrap_brokers())
+        .client_id(settings.client_id.as_str())
+        .backoff_config(backoff);
+    let builder = security.apply(builder);
+    let unreachable = |reason: String| KafkaError::Unreachable {
+        bootstrap: settings.bootstrap.clone(),
+        timeout,
+        reason,
+    };
+    tokio::time::timeout(timeout, builder.build())
+        .await
+        .map_err(|_| unreachable("no broker answered".into()))?
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+/// Sends one framed request of ours to the first bootstrap broker that answers it.
+pub(crate) async fn ask_bootstrap(
+    settings: &KafkaSettings,
+    security: &Security,
+    request: &[u8],
+) -> Result<wire::Answer, KafkaError> {
+    wire::ask_bootstrap(settings, security, request)
+        .await
+        .map_err(|error| match error {
+            wire::AskError::Fatal(e) => KafkaError::Connect(e),
+            wire::AskError::NoneAnswered(reason) => KafkaError::Unreachable {
+                bootstrap: settings.bootstrap.clone(),
+                timeout: settings.timeout(),
+                reason,
+            },
+        })
 }
 
 /// One rskafka call bounded by `timeout`, named `operation` in its error.
@@ -235,7 +299,8 @@ impl KafkaError {
     /// a refused login, a missing permission, an invalid request are not.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::InvalidTopicName { .. } => false,
+            Self::InvalidTopicName { .. } | Self::Security(_) => false,
+            Self::Connect(e) => e.is_retriable(),
             Self::Client { source, .. } => client_error_is_retriable(source),
             Self::Unreachable { .. }
             | Self::NoAnswer { .. }
@@ -247,7 +312,7 @@ impl KafkaError {
 
 impl crate::failure::Classify for KafkaError {
     fn is_usage(&self) -> bool {
-        matches!(self, Self::InvalidTopicName { .. })
+        matches!(self, Self::InvalidTopicName { .. } | Self::Security(_))
     }
 }
 

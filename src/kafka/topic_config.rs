@@ -7,7 +7,9 @@
 use bytes::{BufMut, BytesMut};
 
 use super::KafkaError;
-use super::metadata::{array, exchange, i8_, i16_, i32_, put_string, string};
+use super::codec::{array, i8_, i16_, i32_, put_string, string};
+use super::security::Security;
+use super::wire::framed;
 use crate::settings::KafkaSettings;
 
 const API_KEY_DESCRIBE_CONFIGS: i16 = 32;
@@ -22,47 +24,28 @@ pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 /// bootstrap broker that answers.
 pub async fn describe(
     settings: &KafkaSettings,
+    security: &Security,
     topic: &str,
     key: &str,
 ) -> Result<Option<String>, KafkaError> {
-    let timeout = settings.timeout();
     let request = encode_request(&settings.client_id, topic, key);
-    let mut last_error = None;
-    for broker in settings.bootstrap_brokers() {
-        let error = |reason: String| KafkaError::DescribeConfigs {
-            topic: topic.to_string(),
-            broker: broker.clone(),
-            reason,
-        };
-        match tokio::time::timeout(timeout, exchange(&broker, &request)).await {
-            Ok(Ok(body)) => return decode_response(&body, key).map_err(error),
-            Ok(Err(e)) => last_error = Some(e.to_string()),
-            Err(_) => last_error = Some(format!("no answer within {timeout:?}")),
-        }
-    }
-    Err(KafkaError::Unreachable {
-        bootstrap: settings.bootstrap.clone(),
-        timeout,
-        reason: last_error.unwrap_or_else(|| "no bootstrap broker configured".into()),
+    let answer = super::ask_bootstrap(settings, security, &request).await?;
+    decode_response(&answer.body, key).map_err(|reason| KafkaError::DescribeConfigs {
+        topic: topic.to_string(),
+        broker: answer.broker,
+        reason,
     })
 }
 
 fn encode_request(client_id: &str, topic: &str, key: &str) -> Vec<u8> {
     let mut body = BytesMut::new();
-    body.put_i16(API_KEY_DESCRIBE_CONFIGS);
-    body.put_i16(API_VERSION);
-    body.put_i32(1); // correlation id: one request per connection
-    put_string(&mut body, client_id);
     body.put_i32(1); // one resource
     body.put_i8(RESOURCE_TOPIC);
     put_string(&mut body, topic);
     body.put_i32(1); // one key
     put_string(&mut body, key);
     body.put_i8(0); // include_synonyms: no
-    let mut framed = Vec::with_capacity(body.len() + 4);
-    framed.put_i32(body.len() as i32);
-    framed.extend_from_slice(&body);
-    framed
+    framed(API_KEY_DESCRIBE_CONFIGS, API_VERSION, client_id, &body)
 }
 
 /// One config entry of the answer.

@@ -199,8 +199,10 @@ pub async fn run(
     let kafka = KafkaClient::connect(&settings.kafka).await?;
     for plan in &mut plans {
         plan.partitions = plan::ensure_topic(&kafka, settings, plan, options.create_topics).await?;
+        plan.batch_limit =
+            plan::batch_limit(&kafka, &plan.settings.name, &plan.settings.topic).await;
     }
-    let client = Arc::new(plan::writing_client(settings).await?);
+    let client = Arc::new(kafka.client_without_retries().await?);
 
     let stats: Vec<Arc<SourceCounters>> = plans
         .iter()

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::bad_records::BadRecords;
-use super::plan::{SourcePlan, batch_limit, compression};
+use super::plan::{SourcePlan, compression};
 use super::record::{BadRecord, Prepared, RecordShaper};
 use super::resume::{self, ResumePoint};
 use super::source::{NdjsonReader, ReaderConfig, StreamItem};
@@ -229,7 +229,7 @@ impl Writers {
             compression: compression(producer.compression),
             linger: producer.linger(),
             batch_max_bytes: producer.batch_max_bytes,
-            batch_limit: batch_limit(settings, &source.name, &source.topic).await,
+            batch_limit: run.plan.batch_limit,
             retry: producer.retry_policy(),
             on_bad_record: producer.on_bad_record,
             request_timeout: settings.kafka.timeout(),

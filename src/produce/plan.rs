@@ -3,16 +3,14 @@
 
 use std::time::Duration;
 
-use rskafka::BackoffConfig;
 use rskafka::client::partition::Compression;
-use rskafka::client::{Client, ClientBuilder};
 
 use super::url::StreamUrl;
 use super::{ProduceError, ProduceOptions};
 use crate::admin;
 use crate::backoff::{Retry, RetryError};
 use crate::excerpt::redact_url;
-use crate::kafka::{KafkaClient, KafkaError, validate_topic_name};
+use crate::kafka::{KafkaClient, validate_topic_name};
 use crate::settings::{CompressionCodec, Settings, SourceSettings};
 
 /// One source, resolved against the settings.
@@ -22,6 +20,8 @@ pub struct SourcePlan {
     pub url: StreamUrl,
     /// The topic's partition count, once [`ensure_topic`] has looked.
     pub partitions: i32,
+    /// The largest batch the topic takes, once [`batch_limit`] has asked.
+    pub batch_limit: usize,
 }
 
 /// Picks the sources and checks everything that needs no network.
@@ -88,6 +88,7 @@ fn plan_source(settings: &Settings, source: &SourceSettings) -> Result<SourcePla
         settings: source.clone(),
         url: parsed,
         partitions: 0,
+        batch_limit: usize::MAX,
     })
 }
 
@@ -144,30 +145,6 @@ pub async fn ensure_topic(
     }
 }
 
-/// A client of our own for writing: rskafka's internal retries would resend a produce request
-/// that may already be written; ours check first (see [`super::writer`]).
-pub async fn writing_client(settings: &Settings) -> Result<Client, ProduceError> {
-    let backoff = BackoffConfig {
-        deadline: Some(Duration::ZERO),
-        ..BackoffConfig::default()
-    };
-    let builder = ClientBuilder::new(settings.kafka.bootstrap_brokers())
-        .client_id(settings.kafka.client_id.as_str())
-        .backoff_config(backoff);
-    let timeout = settings.kafka.timeout();
-    let unreachable = |reason: String| {
-        ProduceError::Kafka(KafkaError::Unreachable {
-            bootstrap: settings.kafka.bootstrap.clone(),
-            timeout,
-            reason,
-        })
-    };
-    tokio::time::timeout(timeout, builder.build())
-        .await
-        .map_err(|_| unreachable("no broker answered".into()))?
-        .map_err(|e| unreachable(e.to_string()))
-}
-
 pub fn compression(codec: CompressionCodec) -> Compression {
     match codec {
         CompressionCodec::None => Compression::NoCompression,
@@ -182,9 +159,10 @@ pub fn compression(codec: CompressionCodec) -> Compression {
 /// so batches are capped below it rather than refused and split. If the broker does not say
 /// (an old broker, no permission to describe configs), there is no cap and a refused batch is
 /// split (see [`super::writer`]).
-pub async fn batch_limit(settings: &Settings, source_name: &str, topic: &str) -> usize {
+pub async fn batch_limit(kafka: &KafkaClient, source_name: &str, topic: &str) -> usize {
     let described = crate::kafka::topic_config::describe(
-        &settings.kafka,
+        &kafka.settings,
+        &kafka.security,
         topic,
         crate::kafka::topic_config::MAX_MESSAGE_BYTES,
     )

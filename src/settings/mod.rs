@@ -41,8 +41,9 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{DEFAULT_CONFIG_FILE, ENV_PREFIX, ENV_SEPARATOR, SettingsError, SettingsSources};
 pub use types::{
-    BadRecordPolicy, ColumnType, CompressionCodec, DataLossPolicy, OptionalAddr,
-    ParquetCompression, PositiveSeconds, Seconds, StartingOffsets, Trigger,
+    BadRecordPolicy, ColumnType, CompressionCodec, DataLossPolicy, EndpointIdentification,
+    OptionalAddr, ParquetCompression, PositiveSeconds, SaslMechanism, Seconds, Secret,
+    SecurityProtocol, StartingOffsets, Trigger,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -66,6 +67,29 @@ pub struct KafkaSettings {
     pub client_id: String,
     /// Seconds any single Kafka operation may take before it fails with an error.
     pub timeout: PositiveSeconds<86_400>,
+    /// `plaintext`, `ssl` (TLS), `sasl_plaintext` (a login, unencrypted) or `sasl_ssl` (a
+    /// login over TLS): Kafka's `security.protocol`.
+    pub security_protocol: SecurityProtocol,
+    /// PEM file with the CA certificates that sign the brokers' certificates; empty: the
+    /// system's root certificates. TLS protocols only.
+    pub ssl_ca_location: PathBuf,
+    /// PEM file with this client's certificate (chain), for brokers that demand mutual TLS;
+    /// together with `ssl_key_location`.
+    pub ssl_certificate_location: PathBuf,
+    /// PEM file with the private key of `ssl_certificate_location`.
+    pub ssl_key_location: PathBuf,
+    /// `https`: the broker's certificate must name the host connected to; `none`: not
+    /// checked (logged as a warning at every start).
+    pub ssl_endpoint_identification: EndpointIdentification,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. SASL protocols only.
+    pub sasl_mechanism: SaslMechanism,
+    pub sasl_username: String,
+    /// The password itself; prefer `sasl_password_file` (or the environment) over writing it
+    /// into a config file. Shown as `***`.
+    pub sasl_password: Secret,
+    /// A file holding the password (one line; a trailing newline is ignored), read at
+    /// start. A file anyone on the machine may read is used, with a warning.
+    pub sasl_password_file: PathBuf,
 }
 
 impl Default for KafkaSettings {
@@ -74,6 +98,15 @@ impl Default for KafkaSettings {
             bootstrap: "127.0.0.1:9092".into(),
             client_id: "factorypal".into(),
             timeout: PositiveSeconds::from_secs(10.0),
+            security_protocol: SecurityProtocol::Plaintext,
+            ssl_ca_location: PathBuf::new(),
+            ssl_certificate_location: PathBuf::new(),
+            ssl_key_location: PathBuf::new(),
+            ssl_endpoint_identification: EndpointIdentification::Https,
+            sasl_mechanism: SaslMechanism::Plain,
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            sasl_password_file: PathBuf::new(),
         }
     }
 }

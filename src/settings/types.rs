@@ -232,15 +232,18 @@ macro_rules! named_choice {
         impl TryFrom<String> for $name {
             type Error = String;
 
+            /// Case does not matter: `SASL_SSL` (as Kafka's `client.properties` writes it) is
+            /// `sasl_ssl`.
             fn try_from(text: String) -> Result<Self, String> {
-                match text.trim() {
-                    $( $text => Ok(Self::$variant), )+
-                    _ => Err(format!(
-                        "{} is not one of {}",
-                        Excerpt(&text),
-                        Self::NAMES.join(", ")
-                    )),
-                }
+                let trimmed = text.trim();
+                $( if trimmed.eq_ignore_ascii_case($text) {
+                    return Ok(Self::$variant);
+                } )+
+                Err(format!(
+                    "{} is not one of {}",
+                    Excerpt(&text),
+                    Self::NAMES.join(", ")
+                ))
             }
         }
 
@@ -292,6 +295,95 @@ named_choice! {
         String = "string",
         /// Unix seconds (integer or fractional) or RFC 3339 text; stored as microseconds, UTC.
         Timestamp = "timestamp",
+    }
+}
+
+named_choice! {
+    /// How the connection to each broker is secured, by Kafka's own names.
+    pub enum SecurityProtocol {
+        Plaintext = "plaintext",
+        /// TLS; with a client certificate too if one is configured (mutual TLS).
+        Ssl = "ssl",
+        /// A SASL login over an unencrypted connection.
+        SaslPlaintext = "sasl_plaintext",
+        /// A SASL login over TLS.
+        SaslSsl = "sasl_ssl",
+    }
+}
+
+impl SecurityProtocol {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+named_choice! {
+    /// Whether TLS checks that the broker's certificate names the host we connected to.
+    pub enum EndpointIdentification {
+        /// Checked, as HTTPS does.
+        Https = "https",
+        /// Not checked: any certificate the CA signed is accepted, for any host.
+        None = "none",
+    }
+}
+
+named_choice! {
+    /// The SASL mechanisms the client speaks.
+    pub enum SaslMechanism {
+        Plain = "PLAIN",
+        ScramSha256 = "SCRAM-SHA-256",
+        ScramSha512 = "SCRAM-SHA-512",
+    }
+}
+
+/// A password: loaded like any string, but `config show`, `{:?}` and every log print it as
+/// `***`, so it cannot reach output by accident. [`Secret::expose`] is the one way to read
+/// it, and only the code that logs in calls it.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(from = "String")]
+pub struct Secret(String);
+
+/// How a set secret is shown; an empty one shows as empty, so `config show` tells set from
+/// unset.
+pub const MASKED: &str = "***";
+
+impl Secret {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn shown(&self) -> &'static str {
+        if self.0.is_empty() { "" } else { MASKED }
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.shown())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.shown())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::Settings;
+use super::{KafkaSettings, Settings};
 use crate::excerpt::Excerpt;
 
 /// A loaded value that breaks a rule.
@@ -67,6 +67,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
             ),
         ));
     }
+    validate_security(kafka)?;
     at_least("api.max_connections", api.max_connections, 1)?;
     at_most("api.max_connections", api.max_connections, MAX_CONNECTIONS)?;
     at_least(
@@ -125,6 +126,93 @@ fn validate_sources(settings: &Settings) -> Result<(), Invalid> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The security keys fit the protocol: a login only where the protocol has one, TLS files only
+/// where it has TLS, exactly one source for the password, a certificate only with its key.
+/// Files are read (and checked) when connecting, not here, so `config show` works anywhere.
+fn validate_security(kafka: &KafkaSettings) -> Result<(), Invalid> {
+    let protocol = kafka.security_protocol;
+    let sasl_keys = [
+        ("kafka.sasl_username", !kafka.sasl_username.is_empty()),
+        ("kafka.sasl_password", !kafka.sasl_password.is_empty()),
+        (
+            "kafka.sasl_password_file",
+            !kafka.sasl_password_file.as_os_str().is_empty(),
+        ),
+    ];
+    let tls_keys = [
+        (
+            "kafka.ssl_ca_location",
+            !kafka.ssl_ca_location.as_os_str().is_empty(),
+        ),
+        (
+            "kafka.ssl_certificate_location",
+            !kafka.ssl_certificate_location.as_os_str().is_empty(),
+        ),
+        (
+            "kafka.ssl_key_location",
+            !kafka.ssl_key_location.as_os_str().is_empty(),
+        ),
+    ];
+    if !protocol.uses_sasl()
+        && let Some((key, _)) = sasl_keys.iter().find(|(_, set)| *set)
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "a SASL login needs kafka.security_protocol = sasl_ssl or sasl_plaintext; it is {protocol}: set the protocol, or remove {key}"
+            ),
+        ));
+    }
+    if !protocol.uses_tls()
+        && let Some((key, _)) = tls_keys.iter().find(|(_, set)| *set)
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "TLS files need kafka.security_protocol = ssl or sasl_ssl; it is {protocol}: set the protocol, or remove {key}"
+            ),
+        ));
+    }
+    if protocol.uses_sasl() {
+        validate_login(kafka)?;
+    }
+    let [_, (_, certificate), (_, key)] = tls_keys;
+    if certificate != key {
+        return Err(invalid(
+            "kafka.ssl_certificate_location",
+            "a client certificate needs its private key: set both kafka.ssl_certificate_location and kafka.ssl_key_location, or neither".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A SASL protocol has a user name and exactly one source for the password.
+fn validate_login(kafka: &KafkaSettings) -> Result<(), Invalid> {
+    if kafka.sasl_username.is_empty() {
+        return Err(invalid(
+            "kafka.sasl_username",
+            format!(
+                "kafka.security_protocol = {} logs in: set the user name",
+                kafka.security_protocol
+            ),
+        ));
+    }
+    let password = !kafka.sasl_password.is_empty();
+    let file = !kafka.sasl_password_file.as_os_str().is_empty();
+    if password == file {
+        let why = if password {
+            "both are set: keep one"
+        } else {
+            "neither is set"
+        };
+        return Err(invalid(
+            "kafka.sasl_password",
+            format!("a SASL login needs kafka.sasl_password or kafka.sasl_password_file; {why}"),
+        ));
     }
     Ok(())
 }
