@@ -107,14 +107,7 @@ impl KafkaClient {
     pub async fn connect(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let security = Security::load(settings)?;
         let timeout = settings.timeout();
-        let probe = metadata::fetch(settings, &security, Some(&[]));
-        tokio::time::timeout(timeout, probe)
-            .await
-            .map_err(|_| KafkaError::Unreachable {
-                bootstrap: settings.bootstrap.clone(),
-                timeout,
-                reason: "no broker answered".into(),
-            })??;
+        reach(settings, &security).await?;
         let client = build_client(settings, &security, Some(timeout)).await?;
         Ok(Self {
             client,
@@ -173,6 +166,33 @@ impl KafkaClient {
         topics: Option<&[String]>,
     ) -> Result<metadata::Metadata, KafkaError> {
         metadata::fetch(&self.settings, &self.security, topics).await
+    }
+}
+
+/// Asks the bootstrap brokers for (empty) metadata until one answers, within `kafka.timeout`:
+/// a broker still starting is waited for, a refused login or certificate fails at once.
+async fn reach(settings: &KafkaSettings, security: &Security) -> Result<(), KafkaError> {
+    let timeout = settings.timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error = match tokio::time::timeout(left, metadata::fetch(settings, security, Some(&[])))
+            .await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(_) => KafkaError::Unreachable {
+                bootstrap: settings.bootstrap.clone(),
+                timeout,
+                reason: "no broker answered".into(),
+            },
+        };
+        if !error.is_retriable() || tokio::time::Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -82,30 +82,33 @@ pub fn kcat_read(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
     stdout(&out)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("kcat -J line");
-            let headers = v["headers"]
-                .as_array()
-                .map(|h| {
-                    h.chunks(2)
-                        .map(|kv| {
-                            (
-                                kv[0].as_str().unwrap().to_string(),
-                                kv[1].as_str().unwrap_or_default().to_string(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            KcatRecord {
-                partition: v["partition"].as_i64().unwrap() as i32,
-                offset: v["offset"].as_i64().unwrap(),
-                key: v["key"].as_str().map(String::from),
-                headers,
-                payload: v["payload"].as_str().expect("payload").to_string(),
-            }
-        })
+        .map(parse_kcat_line)
         .collect()
+}
+
+/// One line of `kcat -J` output.
+pub fn parse_kcat_line(line: &str) -> KcatRecord {
+    let v: serde_json::Value = serde_json::from_str(line).expect("kcat -J line");
+    let headers = v["headers"]
+        .as_array()
+        .map(|h| {
+            h.chunks(2)
+                .map(|kv| {
+                    (
+                        kv[0].as_str().unwrap().to_string(),
+                        kv[1].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    KcatRecord {
+        partition: v["partition"].as_i64().unwrap() as i32,
+        offset: v["offset"].as_i64().unwrap(),
+        key: v["key"].as_str().map(String::from),
+        headers,
+        payload: v["payload"].as_str().expect("payload").to_string(),
+    }
 }
 
 /// A broker of this test's own (the shared one must not go down under other tests), stopped

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests, by concern: [`process`] (the real binary and
 //! other processes), [`http`] (a real HTTP client, the API in-process), [`kafka`] (the real
-//! broker, kcat, spare brokers), [`data`] (sample data and config files) and [`python`] (the
+//! broker, kcat, spare brokers), [`cluster`] (the three-broker SASL_SSL cluster), [`data`] (sample data and config files) and [`python`] (the
 //! independent Parquet readers). Every helper is also re-exported here, so tests call
 //! `common::name` whichever file holds it.
 //!
@@ -9,6 +9,7 @@
 //! shared `common::name` paths. (Each item is used by at least one test file.)
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod data;
 pub mod http;
 pub mod kafka;
@@ -17,7 +18,7 @@ pub mod python;
 
 // A binary that uses nothing of one file would warn of its unused re-export.
 #[allow(unused_imports)]
-pub use {data::*, http::*, kafka::*, process::*, python::*};
+pub use {cluster::*, data::*, http::*, kafka::*, process::*, python::*};
 
 use std::time::Duration;
 
