@@ -1,6 +1,7 @@
 //! Everything that talks to Kafka at the client level: building an `rskafka` client that fails
 //! within the configured timeout, topic-name rules, and the metadata rskafka does not expose.
 
+pub mod create_topics;
 pub(crate) mod metadata;
 pub mod partitioner;
 pub mod topic_config;
