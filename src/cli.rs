@@ -264,7 +264,8 @@ pub enum AdminCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Show a topic's partitions with leader, earliest and latest offsets.
+    /// Show a topic's partitions with leader, replicas, in-sync replicas, earliest and latest
+    /// offsets.
     #[command(after_help = "Example:\n  factorypal admin describe-topic metrics --json")]
     DescribeTopic {
         name: String,
