@@ -266,7 +266,9 @@ pub struct ConsumeArgs {
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Create a topic.
-    #[command(after_help = "Example:\n  factorypal admin create-topic metrics --partitions 3")]
+    #[command(
+        after_help = "Examples:\n  factorypal admin create-topic metrics --partitions 3\n  factorypal admin create-topic metrics --replication-factor 3 --topic-config min.insync.replicas=2"
+    )]
     CreateTopic {
         name: String,
         /// Partition count (`admin.partitions`).
@@ -279,7 +281,13 @@ pub enum AdminCommand {
             value_name = "N"
         )]
         replication_factor: Option<i16>,
-        /// Succeed without change when the topic already exists.
+        /// A topic setting sent with the create request, e.g. `min.insync.replicas=2` or
+        /// `retention.ms=86400000`; repeat for more. Kafka's topic configs are listed at
+        /// https://kafka.apache.org/documentation/#topicconfigs.
+        #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+        topic_config: Vec<String>,
+        /// Succeed without change when the topic already exists (its settings are not
+        /// compared or changed).
         #[arg(long)]
         if_not_exists: bool,
     },
@@ -298,7 +306,8 @@ pub enum AdminCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Show a topic's partitions with leader, earliest and latest offsets.
+    /// Show a topic's partitions with leader, replicas, in-sync replicas, earliest and latest
+    /// offsets.
     #[command(after_help = "Example:\n  factorypal admin describe-topic metrics --json")]
     DescribeTopic {
         name: String,

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{bootstrap, factorypal, run_with_timeout, stderr, stdout, unique_topic};
@@ -33,6 +33,64 @@ fn admin_ok(args: &[&str]) -> String {
 
 fn describe(topic: &str) -> Value {
     serde_json::from_str(&admin_ok(&["describe-topic", topic, "--json"])).unwrap()
+}
+
+/// The topic's settings that differ from the broker's defaults, as Apache Kafka's own
+/// `kafka-configs` tool (an independent client) reads them: `KEY=VALUE` per line.
+fn dynamic_topic_configs(topic: &str) -> Vec<String> {
+    let out = common::kafka_tool(
+        "kafka.admin.ConfigCommand",
+        &[
+            "--describe",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            topic,
+        ],
+    );
+    // "  retention.ms=12345 sensitive=false synonyms={...}"
+    stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Partition → (leader, replicas, isr) as kcat (librdkafka, an independent client) sees them.
+fn kcat_partitions(topic: &str) -> Vec<(i64, i64, Vec<i64>, Vec<i64>)> {
+    let out = run_with_timeout(
+        Command::new("kcat").args(["-b", &bootstrap(), "-L", "-J", "-t", topic]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "kcat -L: {}", stderr(&out));
+    let meta: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let ids = |list: &Value| -> Vec<i64> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_i64().unwrap())
+            .collect()
+    };
+    let mut partitions: Vec<_> = meta["topics"][0]["partitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partitions for {topic}: {meta}"))
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap(),
+                p["leader"].as_i64().unwrap(),
+                ids(&p["replicas"]),
+                ids(&p["isrs"]),
+            )
+        })
+        .collect();
+    partitions.sort();
+    partitions
+}
+
+fn is_listed(topic: &str) -> bool {
+    admin_ok(&["list-topics"]).lines().any(|l| l == topic)
 }
 
 #[test]
@@ -104,7 +162,11 @@ fn partitions_and_replication_come_from_flags_then_config() {
     let topic = unique_topic("admin-rf");
     let out = admin(&["create-topic", &topic, "--replication-factor", "3"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&topic), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&topic) && err.contains("--replication-factor"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -170,6 +232,160 @@ async fn describe_shows_earliest_and_latest_offsets() {
         (p[1]["earliest"].as_i64(), p[1]["latest"].as_i64()),
         (Some(0), Some(7))
     );
+}
+
+#[test]
+fn topic_configs_go_with_the_create_request() {
+    let topic = unique_topic("admin-configs");
+    let out = admin_ok(&[
+        "create-topic",
+        &topic,
+        "--topic-config",
+        "retention.ms=12345",
+        "--topic-config",
+        "cleanup.policy=compact",
+    ]);
+    assert!(out.contains("retention.ms=12345"), "{out}");
+    let mut configs = dynamic_topic_configs(&topic);
+    configs.sort();
+    assert_eq!(configs, ["cleanup.policy=compact", "retention.ms=12345"]);
+
+    // An existing topic is accepted with --if-not-exists, and its settings stay as they were.
+    let out = admin_ok(&[
+        "create-topic",
+        &topic,
+        "--if-not-exists",
+        "--topic-config",
+        "retention.ms=999",
+    ]);
+    assert!(out.contains("already exists"), "{out}");
+    let mut configs = dynamic_topic_configs(&topic);
+    configs.sort();
+    assert_eq!(configs, ["cleanup.policy=compact", "retention.ms=12345"]);
+}
+
+#[test]
+fn a_setting_the_broker_refuses_is_named_and_nothing_is_created() {
+    for (setting, named) in [
+        ("retention.ms=soon", "retention.ms"),
+        ("no.such.setting=1", "no.such.setting"),
+        ("cleanup.policy=sometimes", "cleanup.policy"),
+    ] {
+        let topic = unique_topic("admin-badconfig");
+        let out = admin(&["create-topic", &topic, "--topic-config", setting]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{setting}: {err}");
+        assert!(
+            err.contains(&topic) && err.contains(named) && err.contains("--topic-config"),
+            "{setting}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !is_listed(&topic),
+            "{setting}: the topic was created anyway"
+        );
+    }
+}
+
+#[test]
+fn malformed_topic_configs_are_refused_before_any_network_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--topic-config", "retention.ms"], "no `=`"),
+        (&["--topic-config", "=5"], "key before `=` is empty"),
+        (&["--topic-config", "a=1", "--topic-config", "a=2"], "twice"),
+        (
+            &["--topic-config", "min.insync.replicas=2"],
+            "replication factor 1",
+        ),
+    ];
+    for (args, why) in cases {
+        // An unreachable broker: a refusal that fast cannot have touched the network.
+        let started = Instant::now();
+        let out = run_with_timeout(
+            factorypal(dir.path())
+                .args(["--bootstrap", "127.0.0.1:1", "admin", "create-topic", "t"])
+                .args(*args),
+            Duration::from_secs(20),
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--topic-config") && err.contains(why),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("could not reach"),
+            "{args:?} went to the network: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refusal waited for the network"
+        );
+    }
+}
+
+#[test]
+fn describe_shows_replicas_and_in_sync_replicas() {
+    let topic = unique_topic("admin-replicas");
+    admin_ok(&["create-topic", &topic, "--partitions", "2"]);
+    let expected = kcat_partitions(&topic);
+    assert_eq!(expected.len(), 2, "{expected:?}");
+
+    let described = describe(&topic);
+    let from_json: Vec<_> = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let ids = |v: &Value| -> Vec<i64> {
+                v.as_array()
+                    .unwrap_or_else(|| panic!("no list in {p}"))
+                    .iter()
+                    .map(|id| id.as_i64().unwrap())
+                    .collect()
+            };
+            (
+                p["partition"].as_i64().unwrap(),
+                p["leader"].as_i64().unwrap(),
+                ids(&p["replicas"]),
+                ids(&p["isr"]),
+            )
+        })
+        .collect();
+    assert_eq!(from_json, expected);
+
+    let table = admin_ok(&["describe-topic", &topic]);
+    let mut rows = table.lines().skip(1).map(|l| l.split_whitespace());
+    let header: Vec<&str> = rows.next().unwrap().collect();
+    assert_eq!(
+        header,
+        [
+            "PARTITION",
+            "LEADER",
+            "REPLICAS",
+            "ISR",
+            "EARLIEST",
+            "LATEST"
+        ],
+        "{table}"
+    );
+    let joined = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let from_table: Vec<Vec<String>> = rows
+        .map(|r| r.take(4).map(str::to_string).collect())
+        .collect();
+    let from_kcat: Vec<Vec<String>> = expected
+        .iter()
+        .map(|(p, leader, replicas, isr)| {
+            vec![
+                p.to_string(),
+                leader.to_string(),
+                joined(replicas),
+                joined(isr),
+            ]
+        })
+        .collect();
+    assert_eq!(from_table, from_kcat, "{table}");
 }
 
 #[test]

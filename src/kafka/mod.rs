@@ -4,6 +4,7 @@
 //! connection in `wire`).
 
 mod codec;
+pub mod create_topics;
 pub(crate) mod metadata;
 pub mod partitioner;
 pub mod security;
@@ -43,10 +44,11 @@ pub enum KafkaError {
         reason: String,
     },
     /// A failure no retry cures: a certificate, a login or a protocol that does not fit.
+    /// Boxed, like every large source here: every result in the crate carries this type.
     #[error(transparent)]
-    Connect(wire::ConnectError),
+    Connect(Box<wire::ConnectError>),
     #[error(transparent)]
-    Security(#[from] SecurityError),
+    Security(Box<SecurityError>),
     #[error("{operation}: no answer within {timeout:?} (kafka.timeout); is the broker healthy?")]
     NoAnswer {
         operation: String,
@@ -67,6 +69,12 @@ pub enum KafkaError {
         broker: String,
         reason: String,
     },
+}
+
+impl From<SecurityError> for KafkaError {
+    fn from(error: SecurityError) -> Self {
+        Self::Security(Box::new(error))
+    }
 }
 
 /// Checks a topic name against Kafka's rules before any network call.
@@ -234,7 +242,7 @@ pub(crate) async fn ask_bootstrap(
     wire::ask_bootstrap(settings, security, request)
         .await
         .map_err(|error| match error {
-            wire::AskError::Fatal(e) => KafkaError::Connect(e),
+            wire::AskError::Fatal(e) => KafkaError::Connect(Box::new(e)),
             wire::AskError::NoneAnswered(reason) => KafkaError::Unreachable {
                 bootstrap: settings.bootstrap.clone(),
                 timeout: settings.timeout(),
