@@ -8,9 +8,13 @@ controller and been unfenced, i.e. once startup has really finished. Version 4
 because Kafka 4.0 removed Metadata v0-v3 (KIP-896); v4 is still non-flexible,
 so the plain (non-tagged) encoding below is correct.
 
-usage: kafka_probe.py HOST PORT [TIMEOUT_SECONDS]
+With --brokers N it also requires the response to list at least N brokers
+(a cluster is ready once every node is registered and unfenced).
+
+usage: kafka_probe.py HOST PORT [TIMEOUT_SECONDS] [--brokers N]
 exit 0 = ready (prints "node_id host:port" per broker), 1 = not ready.
 """
+import argparse
 import socket
 import struct
 import sys
@@ -78,18 +82,24 @@ def probe(host, port, timeout):
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
-        sys.stderr.write(__doc__)
-        return 2
-    host, port = sys.argv[1], int(sys.argv[2])
-    timeout = float(sys.argv[3]) if len(sys.argv) == 4 else 2.0
+    parser = argparse.ArgumentParser(usage=__doc__.rsplit("usage: ", 1)[1])
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("timeout", type=float, nargs="?", default=2.0)
+    parser.add_argument("--brokers", type=int, default=1)
+    args = parser.parse_args()
+    port = args.port
     try:
-        brokers = probe(host, port, timeout)
+        brokers = probe(args.host, port, args.timeout)
     except (OSError, EOFError, ValueError, struct.error) as exc:
         print("not ready: %s" % exc, file=sys.stderr)
         return 1
     if not any(b_port == port for _, _, b_port in brokers):
         print("not ready: brokers in metadata: %r" % (brokers,), file=sys.stderr)
+        return 1
+    if len(brokers) < args.brokers:
+        print("not ready: %d of %d brokers in metadata: %r" % (len(brokers), args.brokers, brokers),
+              file=sys.stderr)
         return 1
     for node_id, b_host, b_port in brokers:
         print("%d %s:%d" % (node_id, b_host, b_port))
