@@ -39,9 +39,9 @@ fn with_config(dir: &Path, config: &Path, args: &[&str]) -> std::process::Output
     )
 }
 
-/// A topic of `partitions` partitions, replication factor 3 and `min.insync.replicas=2`,
-/// created by factorypal over SASL_SSL.
-fn create_topic(cluster: &Cluster, dir: &Path, topic: &str, partitions: u32) {
+/// A topic of `partitions` partitions, replication factor 3 and `min.insync.replicas` of
+/// `min_isr`, created by factorypal over SASL_SSL.
+fn create_topic(cluster: &Cluster, dir: &Path, topic: &str, partitions: u32, min_isr: u32) {
     let out = with_config(
         dir,
         &cluster.config("sasl_ssl"),
@@ -54,7 +54,7 @@ fn create_topic(cluster: &Cluster, dir: &Path, topic: &str, partitions: u32) {
             "--replication-factor",
             "3",
             "--topic-config",
-            "min.insync.replicas=2",
+            &format!("min.insync.replicas={min_isr}"),
         ],
     );
     assert!(out.status.success(), "create {topic}: {}", stderr(&out));
@@ -73,41 +73,48 @@ fn status(addr: SocketAddr) -> Option<serde_json::Value> {
     serde_json::from_str(body).ok()
 }
 
-/// Records produced so far by every source of the process whose status is at `addr`.
-fn produced(addr: SocketAddr) -> u64 {
+/// Records produced so far by every source of the process whose status is at `addr`
+/// (`list = "sources", field = "records"`), or rows consumed of every topic (`"topics"`,
+/// `"rows"`).
+fn progress(addr: SocketAddr, list: &str, field: &str) -> u64 {
     status(addr)
         .and_then(|s| {
-            s["sources"]
+            s[list]
                 .as_array()
-                .map(|a| a.iter().filter_map(|s| s["records"].as_u64()).sum())
+                .map(|a| a.iter().filter_map(|s| s[field].as_u64()).sum())
         })
         .unwrap_or(0)
 }
 
-/// Waits until the process has produced `target` records; fails if it ends first.
-fn wait_for_produced(process: &mut Spawned, addr: SocketAddr, target: u64) {
+/// Waits until the process whose status is at `addr` has made `target` [`progress`]; fails
+/// if it ends first.
+fn wait_for(process: &mut Spawned, addr: SocketAddr, (list, field): (&str, &str), target: u64) {
     let start = Instant::now();
     loop {
-        if produced(addr) >= target {
+        if progress(addr, list, field) >= target {
             return;
         }
         assert!(
             process.is_running(),
-            "ended before producing {target} records: {}",
+            "ended before {list}.{field} reached {target}: {}",
             process.log("stderr")
         );
         assert!(
             start.elapsed() < Duration::from_secs(300),
-            "{target} records not produced in 5 minutes: {}",
+            "{list}.{field} did not reach {target} in 5 minutes: {}",
             process.log("stderr")
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+const PRODUCED: (&str, &str) = ("sources", "records");
+const CONSUMED: (&str, &str) = ("topics", "rows");
+
 /// Reads `topic` back with kcat over SASL_SSL into `dir/NAME.jsonl` and has
-/// `tests/exactly_once.py` compare it and the Parquet output with the source file.
-fn assert_exactly_once(cluster: &Cluster, dir: &Path, topic: &str, source: &Path) {
+/// `tests/exactly_once.py` compare it and the Parquet output in `dir/output` with the source
+/// file.
+fn assert_exactly_once(cluster: &Cluster, dir: &Path, topic: &str, source: &Path, output: &str) {
     let mut kcat = cluster.kcat("PLAIN");
     kcat.args(["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"]);
     let out = run_with_timeout(&mut kcat, Duration::from_secs(180));
@@ -120,7 +127,7 @@ fn assert_exactly_once(cluster: &Cluster, dir: &Path, topic: &str, source: &Path
             .arg(script)
             .arg(source)
             .arg(&read)
-            .arg(dir.join("out").join(topic)),
+            .arg(dir.join(output).join(topic)),
         Duration::from_secs(300),
     );
     assert!(
@@ -159,8 +166,8 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = unique_topic("fo-metrics");
     let workorder = unique_topic("fo-workorder");
-    create_topic(&cluster, dir.path(), &metrics, 6);
-    create_topic(&cluster, dir.path(), &workorder, 6);
+    create_topic(&cluster, dir.path(), &metrics, 6, 2);
+    create_topic(&cluster, dir.path(), &workorder, 6, 2);
     cluster_run_config(&cluster, dir.path(), data.path(), &metrics, &workorder);
 
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -175,35 +182,121 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
         &addr.to_string(),
     ]));
     let total = METRICS + WORKORDERS;
-    wait_for_produced(&mut run, addr, total / 10);
+    wait_for(&mut run, addr, PRODUCED, total / 10);
     let first = cluster.busiest_leader(&metrics, None);
     let downed = cluster.kill(first);
     // Keep going with one broker down: two replicas are still in sync.
-    wait_for_produced(&mut run, addr, total * 3 / 10);
+    wait_for(&mut run, addr, PRODUCED, total * 3 / 10);
     downed.restart();
-    wait_for_produced(&mut run, addr, total * 4 / 10);
+    wait_for(&mut run, addr, PRODUCED, total * 4 / 10);
     let second = cluster.busiest_leader(&metrics, Some(first));
     let downed = cluster.kill(second);
-    wait_for_produced(&mut run, addr, total * 6 / 10);
+    wait_for(&mut run, addr, PRODUCED, total * 6 / 10);
     downed.restart();
 
     let (exit, out, err) = run.finish(Duration::from_secs(600));
-    eprintln!("killed nodes {first} and {second}; run's stderr:\n{err}");
+    eprintln!("run: killed nodes {first} and {second}");
     assert!(exit.success(), "run failed: {err}");
-    assert!(
-        out.contains(&format!("metrics: {METRICS} records")),
-        "{out}"
-    );
-    assert_exactly_once(
-        &cluster,
-        dir.path(),
-        &metrics,
-        &data.path().join("metrics.json"),
-    );
-    assert_exactly_once(
-        &cluster,
-        dir.path(),
-        &workorder,
-        &data.path().join("workorder.json"),
-    );
+    assert!(out.contains(&format!("metrics: {METRICS} records")), "{out}");
+    let sources = [
+        (metrics.as_str(), data.path().join("metrics.json")),
+        (workorder.as_str(), data.path().join("workorder.json")),
+    ];
+    for (topic, source) in &sources {
+        assert_exactly_once(&cluster, dir.path(), topic, source, "out");
+    }
+
+    // The consumer alone, reading all of it again into a new output while leaders move.
+    let mut consume = Spawned::start(factorypal(dir.path()).args([
+        "--config",
+        "c.toml",
+        "consume",
+        "--output",
+        "out2",
+        "--trigger",
+        "available-now",
+        "--max-offsets-per-trigger",
+        "4000",
+        "--status-bind",
+        &addr.to_string(),
+    ]));
+    wait_for(&mut consume, addr, CONSUMED, total / 10);
+    let first = cluster.busiest_leader(&metrics, None);
+    let downed = cluster.kill(first);
+    wait_for(&mut consume, addr, CONSUMED, total * 3 / 10);
+    downed.restart();
+    let second = cluster.busiest_leader(&metrics, Some(first));
+    let downed = cluster.kill(second);
+    wait_for(&mut consume, addr, CONSUMED, total * 5 / 10);
+    downed.restart();
+    let (exit, _, err) = consume.finish(Duration::from_secs(600));
+    eprintln!("consume: killed nodes {first} and {second}");
+    assert!(exit.success(), "consume failed: {err}");
+    for (topic, source) in &sources {
+        assert_exactly_once(&cluster, dir.path(), topic, source, "out2");
+    }
+}
+
+/// `acks=all` with `min.insync.replicas`: with one follower down a topic that needs two
+/// replicas in sync still takes records; one that needs all three refuses them
+/// (`NotEnoughReplicas`), and the producer retries until its deadline, then fails saying why.
+/// (With two of three combined broker+controller nodes down the KRaft quorum is gone too, so
+/// the cluster could not even shrink the in-sync set; one down with min.insync.replicas=3
+/// shows the same refusal with the cluster still able to act.)
+#[test]
+fn min_insync_replicas_decides_what_a_cluster_missing_a_broker_accepts() {
+    let _cluster_lock = exclusive();
+    let cluster = Cluster::get();
+    let dir = tempfile::tempdir().unwrap();
+    let two = unique_topic("isr-two");
+    let three = unique_topic("isr-three");
+    create_topic(&cluster, dir.path(), &two, 1, 2);
+    create_topic(&cluster, dir.path(), &three, 1, 3);
+    // A follower of both where there is one; otherwise a leader moves, which is fine too.
+    let leaders = [cluster.leaders(&two)[&0], cluster.leaders(&three)[&0]];
+    let follower = (1..=3).find(|n| !leaders.contains(n)).unwrap_or(leaders[0] % 3 + 1);
+    let downed = cluster.kill(follower);
+    cluster.wait_for_isr(&three, 2);
+
+    let data = sample_data(500, 10);
+    let api_port = free_port();
+    let mut api = Spawned::start(factorypal(dir.path()).args([
+        "serve-api",
+        "--bind",
+        &format!("127.0.0.1:{api_port}"),
+        "--delay",
+        "0",
+        "--data-dir",
+    ]).arg(data.path()));
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    let produce = |topic: &str| {
+        let config = dir.path().join(format!("{topic}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[producer]\nretry_deadline = 8\n\
+                 [[producer.sources]]\nname = \"metrics\"\npath = \"/stream_data_metrics\"\ntopic = \"{topic}\"\n",
+                cluster.kafka_section("sasl_ssl"),
+            ),
+        )
+        .unwrap();
+        run_with_timeout(
+            factorypal(dir.path())
+                .arg("--config")
+                .arg(&config)
+                .args(["produce", "metrics", "--api-url", &api_url]),
+            Duration::from_secs(120),
+        )
+    };
+    let out = produce(&two);
+    assert!(out.status.success(), "one follower down, min.insync.replicas=2: {}", stderr(&out));
+    assert_eq!(cluster.kcat_read(&two).len(), 500);
+
+    let out = produce(&three);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("NotEnoughReplicas") && err.contains("min.insync.replicas"), "{err}");
+    assert!(err.contains("gave up") || err.contains("giving up"), "{err}");
+    downed.restart();
+    api.kill();
 }

@@ -106,28 +106,56 @@ impl Cluster {
         out
     }
 
-    /// Partition → leader node id of `topic`, from kcat's metadata over the plaintext listener
-    /// (`-1`: no leader right now).
-    pub fn leaders(&self, topic: &str) -> BTreeMap<i32, i32> {
+    /// Each partition of `topic` with its leader and in-sync replicas, from kcat's metadata
+    /// over the plaintext listener.
+    pub fn partitions(&self, topic: &str) -> Vec<PartitionState> {
         let out = run_with_timeout(
             Command::new("kcat").args(["-b", self.bootstrap("PLAINTEXT"), "-L", "-J", "-t", topic]),
             Duration::from_secs(60),
         );
         assert!(out.status.success(), "kcat -L: {}", stderr(&out));
         let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ids = |v: &serde_json::Value| -> Vec<i32> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(|r| r["id"].as_i64()).map(|i| i as i32).collect())
+                .unwrap_or_default()
+        };
         meta["topics"][0]["partitions"]
             .as_array()
             .map(|ps| {
                 ps.iter()
-                    .map(|p| {
-                        (
-                            p["partition"].as_i64().unwrap() as i32,
-                            p["leader"].as_i64().unwrap_or(-1) as i32,
-                        )
+                    .map(|p| PartitionState {
+                        partition: p["partition"].as_i64().unwrap() as i32,
+                        leader: p["leader"].as_i64().unwrap_or(-1) as i32,
+                        isr: ids(&p["isrs"]),
                     })
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Partition → leader node id of `topic` (`-1`: no leader right now).
+    pub fn leaders(&self, topic: &str) -> BTreeMap<i32, i32> {
+        self.partitions(topic)
+            .into_iter()
+            .map(|p| (p.partition, p.leader))
+            .collect()
+    }
+
+    /// Waits until every partition of `topic` has exactly `size` replicas in sync.
+    pub fn wait_for_isr(&self, topic: &str, size: usize) {
+        let start = Instant::now();
+        loop {
+            let partitions = self.partitions(topic);
+            if !partitions.is_empty() && partitions.iter().all(|p| p.isr.len() == size) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "{topic}: in-sync replicas did not become {size}: {partitions:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// The node leading the most partitions of `topic`, other than `except`.
@@ -171,6 +199,14 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// One partition as the cluster's metadata shows it.
+#[derive(Debug, Clone)]
+pub struct PartitionState {
+    pub partition: i32,
+    pub leader: i32,
+    pub isr: Vec<i32>,
 }
 
 /// A node killed by [`Cluster::kill`], started again by [`Downed::restart`] or on drop.
