@@ -833,6 +833,9 @@ cmd_start() {
     SECURITY="${want_security:-plaintext}"
     [[ ! -f "$KAFKA_DIR/data/meta.properties" ]] \
       || die "$KAFKA_DIR holds the default single broker's data; stop --clean it or use another KAFKA_DIR"
+    # Before cluster.env fixes it for good.
+    [[ -z "$KAFKA_PORT_SET" ]] || port_is_free "$KAFKA_PORT" \
+      || die "port $KAFKA_PORT on $HOST (KAFKA_PORT) is already in use"
     new_layout
   fi
   start_layout
@@ -928,7 +931,11 @@ start_layout() {
   [[ -z "$only" ]] || WANT_BROKERS=1
   if ((${#launched[@]})); then
     wait_ready "${launched[@]}"
-    log "ready after $READY_AFTER s ($(printf '%s ' "${launched[@]}")as node:pid); logs: <node dir>/logs/server.log"
+    if ((BROKERS == 1)); then
+      log "ready after $READY_AFTER s (pid $NODE_PID); log: $LOGS_DIR/server.log"
+    else
+      log "ready after $READY_AFTER s ($(printf '%s ' "${launched[@]}")as node:pid); logs: $KAFKA_DIR/node-*/logs/server.log"
+    fi
   fi
   bootstrap "$client"
 }
