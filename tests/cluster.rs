@@ -4,8 +4,9 @@
 //! (librdkafka) is the independent client; `tests/exactly_once.py` (Python's `json`, pyarrow)
 //! the independent judge of what landed.
 //!
-//! Tests that kill brokers hold [`CLUSTER`] exclusively; the others share it, so no test sees
-//! a broker go down that it did not kill.
+//! Every test here kills brokers, so each holds [`CLUSTER`] while it runs: no test sees a
+//! broker go down that it did not kill. (Tests of the secured connection, which kill nothing,
+//! are in `tests/security.rs`; cargo runs test binaries one after another.)
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -21,14 +22,10 @@ use common::{
     unique_topic, write_run_config,
 };
 
-static CLUSTER: RwLock<()> = RwLock::new(());
+static CLUSTER: Mutex<()> = Mutex::new(());
 
-fn shared() -> RwLockReadGuard<'static, ()> {
-    CLUSTER.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    CLUSTER.write().unwrap_or_else(|e| e.into_inner())
+fn exclusive() -> MutexGuard<'static, ()> {
+    CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `factorypal --config FILE ARGS` in `dir`, bounded.
@@ -197,7 +194,10 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
     let (exit, out, err) = run.finish(Duration::from_secs(600));
     eprintln!("run: killed nodes {first} and {second}");
     assert!(exit.success(), "run failed: {err}");
-    assert!(out.contains(&format!("metrics: {METRICS} records")), "{out}");
+    assert!(
+        out.contains(&format!("metrics: {METRICS} records")),
+        "{out}"
+    );
     let sources = [
         (metrics.as_str(), data.path().join("metrics.json")),
         (workorder.as_str(), data.path().join("workorder.json")),
@@ -254,20 +254,26 @@ fn min_insync_replicas_decides_what_a_cluster_missing_a_broker_accepts() {
     create_topic(&cluster, dir.path(), &three, 1, 3);
     // A follower of both where there is one; otherwise a leader moves, which is fine too.
     let leaders = [cluster.leaders(&two)[&0], cluster.leaders(&three)[&0]];
-    let follower = (1..=3).find(|n| !leaders.contains(n)).unwrap_or(leaders[0] % 3 + 1);
+    let follower = (1..=3)
+        .find(|n| !leaders.contains(n))
+        .unwrap_or(leaders[0] % 3 + 1);
     let downed = cluster.kill(follower);
     cluster.wait_for_isr(&three, 2);
 
     let data = sample_data(500, 10);
     let api_port = free_port();
-    let mut api = Spawned::start(factorypal(dir.path()).args([
-        "serve-api",
-        "--bind",
-        &format!("127.0.0.1:{api_port}"),
-        "--delay",
-        "0",
-        "--data-dir",
-    ]).arg(data.path()));
+    let mut api = Spawned::start(
+        factorypal(dir.path())
+            .args([
+                "serve-api",
+                "--bind",
+                &format!("127.0.0.1:{api_port}"),
+                "--delay",
+                "0",
+                "--data-dir",
+            ])
+            .arg(data.path()),
+    );
     let api_url = format!("http://127.0.0.1:{api_port}");
     let produce = |topic: &str| {
         let config = dir.path().join(format!("{topic}.toml"));
@@ -281,22 +287,35 @@ fn min_insync_replicas_decides_what_a_cluster_missing_a_broker_accepts() {
         )
         .unwrap();
         run_with_timeout(
-            factorypal(dir.path())
-                .arg("--config")
-                .arg(&config)
-                .args(["produce", "metrics", "--api-url", &api_url]),
+            factorypal(dir.path()).arg("--config").arg(&config).args([
+                "produce",
+                "metrics",
+                "--api-url",
+                &api_url,
+            ]),
             Duration::from_secs(120),
         )
     };
     let out = produce(&two);
-    assert!(out.status.success(), "one follower down, min.insync.replicas=2: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "one follower down, min.insync.replicas=2: {}",
+        stderr(&out)
+    );
     assert_eq!(cluster.kcat_read(&two).len(), 500);
 
     let out = produce(&three);
     let err = stderr(&out);
+    eprintln!("min.insync.replicas=3, a follower down:\n{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("NotEnoughReplicas") && err.contains("min.insync.replicas"), "{err}");
-    assert!(err.contains("gave up") || err.contains("giving up"), "{err}");
+    assert!(
+        err.contains("NotEnoughReplicas") && err.contains("min.insync.replicas"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gave up") || err.contains("giving up"),
+        "{err}"
+    );
     downed.restart();
     api.kill();
 }

@@ -54,7 +54,7 @@ pub enum KafkaError {
         operation: String,
         timeout: Duration,
     },
-    #[error("{operation} failed: {source}")]
+    #[error("{operation} failed: {source}{}", advice(source))]
     Client {
         operation: String,
         /// Boxed: rskafka's error is large, and every result in the crate carries this type.
@@ -341,6 +341,20 @@ impl KafkaError {
 impl crate::failure::Classify for KafkaError {
     fn is_usage(&self) -> bool {
         matches!(self, Self::InvalidTopicName { .. } | Self::Security(_))
+    }
+}
+
+/// What to do about a broker's answer whose name alone does not say it.
+fn advice(error: &rskafka::client::error::Error) -> &'static str {
+    use rskafka::client::error::{Error, ProtocolError as P};
+    match error {
+        Error::ServerError {
+            protocol_error: P::NotEnoughReplicas | P::NotEnoughReplicasAfterAppend,
+            ..
+        } => {
+            "; fewer replicas of the partition are in sync than the topic's min.insync.replicas: brokers are down or lagging; bring them back (the producer waits for them until producer.retry_deadline)"
+        }
+        _ => "",
     }
 }
 

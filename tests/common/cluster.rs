@@ -117,7 +117,12 @@ impl Cluster {
         let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let ids = |v: &serde_json::Value| -> Vec<i32> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|r| r["id"].as_i64()).map(|i| i as i32).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r["id"].as_i64())
+                        .map(|i| i as i32)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         meta["topics"][0]["partitions"]
