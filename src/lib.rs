@@ -17,9 +17,12 @@
 //! * [`api`]: `serve-api`, the stand-in for the machines (data loading, streaming); knows
 //!   nothing of Kafka. `http` (private) is the accept loop both HTTP servers share, with
 //!   the connection limits that keep idle or hostile clients from locking others out.
-//! * [`kafka`]: the client layer: connecting within `kafka.timeout`, topic-name rules,
-//!   metadata, topic configs, the Java-compatible partitioner, and which Kafka errors are
-//!   worth retrying ([`kafka::KafkaError::is_retriable`]).
+//! * [`kafka`]: the client layer: connecting within `kafka.timeout`, secured as the settings
+//!   say ([`kafka::security`]: TLS, SASL, the password kept out of output), our own
+//!   connection for the requests rskafka does not send (`wire`: metadata with replicas,
+//!   topic configs, CreateTopics; and the first contact, whose errors say what is wrong),
+//!   topic-name rules, the Java-compatible partitioner, and which Kafka errors are worth
+//!   retrying ([`kafka::KafkaError::is_retriable`]).
 //! * [`admin`]: `admin` topic management on top of [`kafka`].
 //! * [`produce`]: API streams → Kafka (plan → prepare → writers → pump; see its docs).
 //! * [`consume`]: Kafka → Arrow micro-batches → `sink`s, one loop and one file-worker thread
