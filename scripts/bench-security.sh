@@ -4,8 +4,10 @@
 # (mutual TLS), SASL_PLAINTEXT and SASL_SSL (SCRAM-SHA-512). Each phase runs RUNS times per
 # listener, interleaved; the median records/s is reported.
 #
+#   connect: factorypal admin list-topics (process start, first contact, login)
 #   produce: gen-data → serve-api (no delay) → factorypal produce metrics, into a new topic
 #   consume: factorypal consume --trigger available-now of that topic → Parquet
+# Times are whole commands, wall clock, so they include connecting.
 #
 # usage: scripts/bench-security.sh [RECORDS]     (default 500000)
 #   RUNS=3                  runs per listener and phase
@@ -60,12 +62,13 @@ timed() {
 }
 
 protocols=(plaintext ssl sasl_plaintext sasl_ssl)
-declare -A produce_s consume_s
+declare -A produce_s consume_s connect_s
 for ((run = 1; run <= runs; run++)); do
   for protocol in "${protocols[@]}"; do
     topic="bench-$protocol-$run"
     config="$(config_for "$protocol" "$topic")"
     "$bin" --config "$config" admin create-topic "$topic" --partitions 3 --replication-factor 1 >/dev/null
+    connect_s[$protocol]+="$(timed "$bin" --config "$config" admin list-topics) "
     produce_s[$protocol]+="$(timed "$bin" --config "$config" produce metrics) "
     consume_s[$protocol]+="$(timed "$bin" --config "$config" consume --trigger available-now) "
     log "run $run: $protocol done"
@@ -76,7 +79,9 @@ median_rate() {
   python3 -c "import statistics,sys; t=statistics.median(map(float,sys.argv[2:])); print(f'{int(sys.argv[1])/t:,.0f} records/s (median of {len(sys.argv)-2}: {t:.2f} s)')" "$records" $1
 }
 printf '%s records, %s runs each (%s)\n' "$records" "$runs" "$("$bin" --version)"
-printf '%-16s %-44s %s\n' listener produce consume
+median_s() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float,sys.argv[1:])):.2f} s')" $1; }
+printf '%-16s %-10s %-44s %s\n' listener connect produce consume
 for protocol in "${protocols[@]}"; do
-  printf '%-16s %-44s %s\n' "$protocol" "$(median_rate "${produce_s[$protocol]}")" "$(median_rate "${consume_s[$protocol]}")"
+  printf '%-16s %-10s %-44s %s\n' "$protocol" "$(median_s "${connect_s[$protocol]}")" \
+    "$(median_rate "${produce_s[$protocol]}")" "$(median_rate "${consume_s[$protocol]}")"
 done

@@ -115,8 +115,10 @@ impl KafkaClient {
     pub async fn connect(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let security = Security::load(settings)?;
         let timeout = settings.timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
         reach(settings, &security).await?;
-        let client = build_client(settings, &security, Some(timeout)).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let client = build_client(settings, &security, Some(timeout), left).await?;
         Ok(Self {
             client,
             settings: settings.clone(),
@@ -128,7 +130,14 @@ impl KafkaClient {
     /// retry themselves (the producer's writer: a produce request resent blindly may be
     /// written twice).
     pub async fn client_without_retries(&self) -> Result<Client, KafkaError> {
-        build_client(&self.settings, &self.security, Some(Duration::ZERO)).await
+        let timeout = self.settings.timeout();
+        build_client(
+            &self.settings,
+            &self.security,
+            Some(Duration::ZERO),
+            timeout,
+        )
+        .await
     }
 
     /// Runs one rskafka call bounded by `kafka.timeout`, naming `operation` in any error.
@@ -205,11 +214,12 @@ async fn reach(settings: &KafkaSettings, security: &Security) -> Result<(), Kafk
 }
 
 /// An rskafka client, secured as `security` says, whose internal retries give up after
-/// `retry_deadline`; building it fails within `kafka.timeout`.
+/// `retry_deadline`; building it fails within `bound`.
 async fn build_client(
     settings: &KafkaSettings,
     security: &Security,
     retry_deadline: Option<Duration>,
+    bound: Duration,
 ) -> Result<Client, KafkaError> {
     let timeout = settings.timeout();
     let backoff = BackoffConfig {
@@ -227,7 +237,7 @@ async fn build_client(
         timeout,
         reason,
     };
-    tokio::time::timeout(timeout, builder.build())
+    tokio::time::timeout(bound, builder.build())
         .await
         .map_err(|_| unreachable("no broker answered".into()))?
         .map_err(|e| unreachable(e.to_string()))

@@ -80,7 +80,7 @@ pub enum ConnectError {
         protocol: SecurityProtocol,
     },
     #[error(
-        "{broker} does not enable SASL mechanism {mechanism} on this listener; it offers {}: set kafka.sasl_mechanism to one of them", offered.join(", ")
+        "{broker} does not enable SASL mechanism {mechanism} on this listener; it offers {}: set kafka.sasl_mechanism to one of them", if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
     )]
     MechanismNotEnabled {
         broker: String,
@@ -153,8 +153,10 @@ impl ConnectError {
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Io { .. } | Self::Closed { .. } | Self::Garbled { .. } => true,
-            Self::Tls { problem, .. } => matches!(problem, TlsProblem::Other(_)),
-            Self::BadHost { .. }
+            // Whatever TLS itself refused (a certificate, an alert, a protocol mismatch)
+            // refuses again; a connection merely cut during the handshake is `Closed`.
+            Self::Tls { .. }
+            | Self::BadHost { .. }
             | Self::ExpectsTls { .. }
             | Self::NoSaslHere { .. }
             | Self::MechanismNotEnabled { .. }
@@ -203,16 +205,19 @@ pub enum AskError {
     NoneAnswered(String),
 }
 
-/// Sends `request` to each bootstrap broker in turn, each bounded by `kafka.timeout`, until
-/// one answers.
+/// Sends `request` to each bootstrap broker in turn until one answers, all of them within
+/// `kafka.timeout`.
 pub async fn ask_bootstrap(
     settings: &KafkaSettings,
     security: &Security,
     request: &[u8],
 ) -> Result<Answer, AskError> {
-    let timeout = settings.timeout();
+    let brokers = settings.bootstrap_brokers();
+    // Each broker its share of `kafka.timeout`, so one that swallows connections silently
+    // cannot use all of it before the others are asked.
+    let timeout = settings.timeout() / u32::try_from(brokers.len().max(1)).unwrap_or(u32::MAX);
     let mut last = None;
-    for broker in settings.bootstrap_brokers() {
+    for broker in brokers {
         let asked = exchange(security, &settings.client_id, &broker, request);
         match tokio::time::timeout(timeout, asked).await {
             Ok(Ok(body)) => return Ok(Answer { broker, body }),
@@ -431,13 +436,11 @@ fn io_failure(broker: &str, security: &Security, stage: Stage, error: io::Error)
 fn tls_problem(error: &rustls::Error, broker: &str, trust: &Trust) -> TlsProblem {
     use rustls::Error as E;
     match error {
-        E::InvalidCertificate(
-            CertificateError::UnknownIssuer
-            | CertificateError::BadSignature
-            | CertificateError::UnhandledCriticalExtension,
-        ) => TlsProblem::Untrusted {
-            trust: trust.to_string(),
-        },
+        E::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
+            TlsProblem::Untrusted {
+                trust: trust.to_string(),
+            }
+        }
         E::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => TlsProblem::NameMismatch {

@@ -195,16 +195,18 @@ fn merge_layers(
             }
         }
     }
-    let env: config::Map<String, String> = env
+    let (text, typed): (config::Map<String, String>, config::Map<String, String>) = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}{ENV_SEPARATOR}")))
-        .collect();
-    builder = builder.add_source(
-        Environment::with_prefix(ENV_PREFIX)
-            .separator(ENV_SEPARATOR)
-            .try_parsing(true)
-            .source(Some(env)),
-    );
+        .partition(|(k, _)| is_text_only(k));
+    for (env, parse) in [(typed, true), (text, false)] {
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .separator(ENV_SEPARATOR)
+                .try_parsing(parse)
+                .source(Some(env)),
+        );
+    }
     for o in &sources.overrides {
         let origin = format!("{FLAG_ORIGIN}{}", o.flag);
         let value = Value::new(Some(&origin), o.value.as_str());
@@ -213,6 +215,24 @@ fn merge_layers(
             .map_err(SettingsError::Config)?;
     }
     builder.build().map_err(SettingsError::Config)
+}
+
+/// Settings whose environment value is taken as written, never parsed as a number or a
+/// boolean first: parsing would turn a password `007` into `7`, or `1e3` into `1000`.
+const TEXT_ONLY_KEYS: &[&str] = &[
+    "kafka.sasl_password",
+    "kafka.sasl_username",
+    "kafka.client_id",
+];
+
+/// Whether the environment variable `name` sets one of [`TEXT_ONLY_KEYS`].
+fn is_text_only(name: &str) -> bool {
+    let key = name
+        .trim_start_matches(ENV_PREFIX)
+        .trim_start_matches(ENV_SEPARATOR)
+        .replace(ENV_SEPARATOR, ".")
+        .to_ascii_lowercase();
+    TEXT_ONLY_KEYS.contains(&key.as_str())
 }
 
 fn read_file(
@@ -423,6 +443,31 @@ mod tests {
         match Settings::load_with_env(&sources, env) {
             Ok(settings) => settings.to_toml().unwrap(),
             Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// A password or user name that looks like a number reaches the login as written.
+    #[test]
+    fn secrets_from_the_environment_are_taken_as_written() {
+        for raw in ["007", "1e3", "TRUE", "0x10", "-0"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, "").unwrap();
+            let sources = SettingsSources {
+                config_file: Some(path),
+                ..SettingsSources::default()
+            };
+            let env = [
+                ("FACTORYPAL__KAFKA__SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("FACTORYPAL__KAFKA__SASL_USERNAME", raw),
+                ("FACTORYPAL__KAFKA__SASL_PASSWORD", raw),
+                ("FACTORYPAL__KAFKA__CLIENT_ID", raw),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+            let settings = Settings::load_with_env(&sources, env).unwrap();
+            assert_eq!(settings.kafka.sasl_password.expose(), raw);
+            assert_eq!(settings.kafka.sasl_username, raw);
+            assert_eq!(settings.kafka.client_id, raw);
         }
     }
 

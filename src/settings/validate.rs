@@ -180,6 +180,12 @@ fn validate_security(kafka: &KafkaSettings) -> Result<(), Invalid> {
     if protocol.uses_sasl() {
         validate_login(kafka)?;
     }
+    if protocol.uses_tls() && kafka.bootstrap_brokers().iter().any(|b| b.starts_with('[')) {
+        return Err(invalid(
+            "kafka.bootstrap",
+            "an IPv6 address with TLS: the Kafka client library cannot check a certificate for one; give the brokers' host names".into(),
+        ));
+    }
     let [_, (_, certificate), (_, key)] = tls_keys;
     if certificate != key {
         return Err(invalid(
