@@ -627,7 +627,13 @@ fn bad_security_settings_are_usage_errors_naming_the_key() {
         (
             "PEM with broken base64",
             tls().env("SSL_CA_LOCATION", &broken),
-            vec![&broken, "kafka.ssl_ca_location", "not valid PEM", "base64"],
+            vec![
+                &broken,
+                "kafka.ssl_ca_location",
+                "not valid PEM",
+                "copy it again",
+                "DER",
+            ],
         ),
         (
             "unsupported mechanism",
@@ -836,6 +842,10 @@ fn connect_failures_name_the_broker_and_the_cause_at_once() {
     let words = ["not trusted by the CA file", other.as_str(), &sasl_ssl];
     expect_failure(&untrusted, &list, 1, &words);
 
+    let system_roots = patient(Access::file("sasl_ssl")).env("SSL_CA_LOCATION", "");
+    let words = ["not trusted by the system's root certificates", &sasl_ssl];
+    expect_failure(&system_roots, &list, 1, &words);
+
     let plaintext_on_tls = patient(Access::default()).flag("--bootstrap", &sasl_ssl);
     expect_failure(
         &plaintext_on_tls,
@@ -900,6 +910,34 @@ fn a_host_name_mismatch_is_refused_unless_identification_is_off() {
         "warning: {}",
         stderr(&out)
     );
+}
+
+/// A password file every user may read (a container's secret mount is) is used, with a
+/// warning that names it and says what to do.
+#[test]
+fn a_world_readable_password_file_is_used_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = &shared().cluster;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, c.password() + "\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = file.display().to_string();
+    let access = Access::file("sasl_ssl").flag("--sasl-password-file", &file);
+    let out = run_with_timeout(
+        &mut access.command(dir.path(), None, &["admin", "list-topics"]),
+        WORKS,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for word in [
+        file.as_str(),
+        "kafka.sasl_password_file",
+        "644",
+        "chmod 600",
+    ] {
+        assert!(err.contains(word), "{word:?} not in: {err}");
+    }
 }
 
 /// The whole response to `GET path` over a raw socket.
@@ -969,8 +1007,38 @@ fn leaks(text: &str, password: &str) -> bool {
     text.contains(password) || text.contains(bytes.trim_start_matches('[').trim_end_matches(']'))
 }
 
+/// Everything some commands printed, by label.
+struct Outputs {
+    dir: PathBuf,
+    texts: Vec<(String, String)>,
+}
+
+impl Outputs {
+    /// Runs `args` in `dir` with `access`; `-vv` (trace) logs unless `rust_log` says
+    /// otherwise. Keeps stdout and stderr.
+    fn run(
+        &mut self,
+        label: &str,
+        access: &Access,
+        config: Option<&str>,
+        args: &[&str],
+        rust_log: Option<&str>,
+    ) -> Output {
+        let mut cmd = access.command(&self.dir, config, args);
+        match rust_log {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = run_with_timeout(&mut cmd, WORKS);
+        self.texts.push((format!("{label}: stdout"), stdout(&out)));
+        self.texts.push((format!("{label}: stderr"), stderr(&out)));
+        out
+    }
+}
+
 /// The password, given through the environment (and once through a file), shows up in no
-/// output: debug and trace logs, `config show`, the status server, a failing command.
+/// output: `-vv` and `RUST_LOG=trace` logs, `config show`, the status server's pages while a
+/// produce runs, a failing command. PLAIN, the mechanism that sends the password itself.
 #[test]
 fn the_password_never_shows() {
     let c = &shared().cluster;
@@ -987,75 +1055,57 @@ fn the_password_never_shows() {
     .env("SASL_PASSWORD", &password);
     let topic = unique_topic("sec-secret");
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_pipeline_config(d, shared().api, &topic, &[&topic]);
-    let mut outputs: Vec<(String, String)> = Vec::new();
-    let mut run = |label: &str, access: &Access, config: Option<&str>, args: &[&str], log: &str| {
-        let mut cmd = access.command(d, config, args);
-        cmd.env("RUST_LOG", log);
-        let out = run_with_timeout(&mut cmd, WORKS);
-        outputs.push((format!("{label} stdout"), stdout(&out)));
-        outputs.push((format!("{label} stderr"), stderr(&out)));
-        out
+    write_pipeline_config(dir.path(), shared().api, &topic, &[&topic]);
+    let mut o = Outputs {
+        dir: dir.path().to_path_buf(),
+        texts: Vec::new(),
     };
     let create = ["-vv", "admin", "create-topic", &topic, "--partitions", "2"];
     assert!(
-        run("create", &access, None, &create, "debug")
+        o.run("create", &access, None, &create, None)
             .status
             .success()
     );
     let describe = ["admin", "describe-topic", &topic];
-    assert!(
-        run("trace", &access, None, &describe, "trace")
-            .status
-            .success()
-    );
-    let shown = run(
+    let traced = o.run("describe", &access, None, &describe, Some("trace"));
+    assert!(traced.status.success());
+    assert!(stderr(&traced).contains("TRACE"), "trace logs were on");
+    let shown = o.run(
         "config show",
         &access,
         Some("c.toml"),
-        &["config", "show"],
-        "debug",
+        &["-vv", "config", "show"],
+        None,
     );
-    assert!(
-        stdout(&shown).contains("sasl_password = \"***\""),
-        "{}",
-        stdout(&shown)
-    );
-    let consume = ["-vv", "consume", "--trigger", "available-now"];
-    let (other, _) = other_ca(d);
+    let shown = stdout(&shown);
+    assert!(shown.contains("sasl_password = \"***\""), "{shown}");
+
+    let (other, _) = other_ca(dir.path());
     let wrong_ca = access
         .clone()
         .flag("--ssl-ca-location", other.display().to_string());
-    let failed = run(
-        "wrong CA",
-        &wrong_ca,
-        None,
-        &["-vv", "admin", "list-topics"],
-        "debug",
-    );
+    let list = ["-vv", "admin", "list-topics"];
+    let failed = o.run("wrong CA", &wrong_ca, None, &list, None);
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
-    let from_file = Access::file("sasl_ssl");
-    let scram = ["-vv", "admin", "list-topics"];
-    assert!(
-        run("from a file", &from_file, None, &scram, "trace")
-            .status
-            .success()
-    );
-    let status_outputs = produce_with_status(&access, &topic);
-    let consumed = run("consume", &access, Some("c.toml"), &consume, "debug");
+    let from_file = with_mechanism(&c.kafka_section("sasl_ssl"), "PLAIN");
+    let from_file = Access {
+        kafka_toml: Some(from_file),
+        ..Access::default()
+    };
+    let listed = o.run("password file", &from_file, None, &list, None);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let consume = ["-vv", "consume", "--trigger", "available-now"];
+    let status_pages = produce_with_status(&access, &topic);
+    let consumed = o.run("consume", &access, Some("c.toml"), &consume, None);
     assert!(consumed.status.success(), "{}", stderr(&consumed));
-    outputs.extend(status_outputs);
-    for (label, text) in &outputs {
+    assert!(stderr(&consumed).contains("DEBUG"), "-vv logs were on");
+    o.texts.extend(status_pages);
+    for (label, text) in &o.texts {
         assert!(
             !leaks(text, &password),
             "the password shows in {label}:\n{text}"
         );
     }
-    assert!(
-        outputs.iter().any(|(_, t)| t.contains("DEBUG")),
-        "debug logs were on"
-    );
 }
 
 /// The loaded settings and the security built from them print no password in `{:?}`.
