@@ -565,197 +565,224 @@ fn expect_failure(access: &Access, args: &[&str], code: i32, words: &[&str]) -> 
     err
 }
 
-/// Settings that cannot work are refused before any network call (the bootstrap is a closed
-/// port: reaching for it would fail with exit 1), with exit 2 and a message naming the key
-/// or file and what to do.
-#[test]
-fn bad_security_settings_are_usage_errors_naming_the_key() {
-    let c = &shared().cluster;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let write = |name: &str, text: &str| {
-        let path = d.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    };
-    let missing = d.join("missing.pem").display().to_string();
-    let garbage = write("garbage.pem", "this is not a certificate\n");
-    let broken = write(
-        "broken.pem",
-        "-----BEGIN CERTIFICATE-----\nMIIB@@@ not base64 !!!\n-----END CERTIFICATE-----\n",
-    );
-    let empty = write("empty-password", "");
-    let no_key = write("no-key.pem", "not a key\n");
-    let (_, wrong_key) = other_ca(d);
-    let wrong_key = wrong_key.display().to_string();
-    let ca = c.ca().display().to_string();
-    let client_pem = c.dir.join("tls/client.pem").display().to_string();
-    let client_key = c.dir.join("tls/client.key").display().to_string();
-    let password_file = c.dir.join("sasl-password").display().to_string();
+/// The files the bad-settings cases name, in a directory of their own.
+struct BadFiles {
+    _dir: tempfile::TempDir,
+    missing: String,
+    garbage: String,
+    broken: String,
+    empty: String,
+    no_key: String,
+    wrong_key: String,
+    ca: String,
+    client_pem: String,
+    client_key: String,
+    password_file: String,
+}
 
-    let closed = Access::default().env("BOOTSTRAP", "127.0.0.1:1");
-    let tls = || closed.clone().env("SECURITY_PROTOCOL", "ssl");
-    let sasl = || {
-        closed
-            .clone()
-            .env("SECURITY_PROTOCOL", "sasl_ssl")
-            .env("SSL_CA_LOCATION", &ca)
-            .env("SASL_USERNAME", "factorypal")
-    };
-    let list = ["admin", "list-topics"];
-    let cases: Vec<(&str, Access, Vec<&str>)> = vec![
-        (
+impl BadFiles {
+    fn new() -> Self {
+        let c = &shared().cluster;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let write = |name: &str, text: &str| {
+            let path = d.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let shown = |path: PathBuf| path.display().to_string();
+        Self {
+            missing: shown(d.join("missing.pem")),
+            garbage: write("garbage.pem", "this is not a certificate\n"),
+            broken: write(
+                "broken.pem",
+                "-----BEGIN CERTIFICATE-----\nMIIB@@@ not base64 !!!\n-----END CERTIFICATE-----\n",
+            ),
+            empty: write("empty-password", ""),
+            no_key: write("no-key.pem", "not a key\n"),
+            wrong_key: shown(other_ca(d).1),
+            ca: shown(c.ca()),
+            client_pem: shown(c.dir.join("tls/client.pem")),
+            client_key: shown(c.dir.join("tls/client.key")),
+            password_file: shown(c.dir.join("sasl-password")),
+            _dir: dir,
+        }
+    }
+}
+
+/// One bad setting: how it is given, and the words its error must hold (`|`-separated).
+struct Case {
+    what: &'static str,
+    access: Access,
+    words: String,
+}
+
+fn case(what: &'static str, access: Access, words: impl Into<String>) -> Case {
+    Case {
+        what,
+        access,
+        words: words.into(),
+    }
+}
+
+/// Settings nothing can connect with whatever the files hold, and a bootstrap at a closed
+/// port (reaching for it would be exit 1, not 2).
+fn closed() -> Access {
+    Access::default().env("BOOTSTRAP", "127.0.0.1:1")
+}
+
+fn tls() -> Access {
+    closed().env("SECURITY_PROTOCOL", "ssl")
+}
+
+/// Files that are missing, not PEM, or do not belong together.
+fn file_cases(f: &BadFiles) -> Vec<Case> {
+    let (cert, key) = ("SSL_CERTIFICATE_LOCATION", "SSL_KEY_LOCATION");
+    vec![
+        case(
             "missing CA file",
-            tls().env("SSL_CA_LOCATION", &missing),
-            vec![
-                "cannot read CA file",
-                &missing,
-                "kafka.ssl_ca_location",
-                "check the path",
-            ],
+            tls().env("SSL_CA_LOCATION", &f.missing),
+            format!(
+                "cannot read CA file|{}|kafka.ssl_ca_location|check the path",
+                f.missing
+            ),
         ),
-        (
+        case(
             "CA file of garbage text",
-            tls().env("SSL_CA_LOCATION", &garbage),
-            vec![
-                &garbage,
-                "kafka.ssl_ca_location",
-                "holds no certificate",
-                "BEGIN CERTIFICATE",
-            ],
+            tls().env("SSL_CA_LOCATION", &f.garbage),
+            format!(
+                "{}|kafka.ssl_ca_location|holds no certificate|BEGIN CERTIFICATE",
+                f.garbage
+            ),
         ),
-        (
+        case(
             "PEM with broken base64",
-            tls().env("SSL_CA_LOCATION", &broken),
-            vec![
-                &broken,
-                "kafka.ssl_ca_location",
-                "not valid PEM",
-                "copy it again",
-                "DER",
-            ],
+            tls().env("SSL_CA_LOCATION", &f.broken),
+            format!(
+                "{}|kafka.ssl_ca_location|not valid PEM|copy it again|DER",
+                f.broken
+            ),
         ),
-        (
-            "unsupported mechanism",
-            sasl()
-                .env("SASL_MECHANISM", "GSSAPI")
-                .env("SASL_PASSWORD_FILE", &password_file),
-            vec![
-                "kafka.sasl_mechanism",
-                "GSSAPI",
-                "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
-            ],
+        case(
+            "certificate without key",
+            tls().env(cert, &f.client_pem),
+            "kafka.ssl_certificate_location|kafka.ssl_key_location|set both",
         ),
-        (
-            "unknown protocol",
-            closed.clone().flag("--security-protocol", "tls"),
-            vec!["kafka.security_protocol", "--security-protocol", "sasl_ssl"],
+        case(
+            "key without certificate",
+            tls().env(key, &f.client_key),
+            "kafka.ssl_certificate_location|kafka.ssl_key_location|set both",
         ),
-        (
-            "SASL settings with protocol plaintext",
-            closed.clone().env("SASL_USERNAME", "factorypal"),
-            vec![
-                "kafka.sasl_username",
-                "plaintext",
-                "sasl_ssl or sasl_plaintext",
-            ],
+        case(
+            "a key file without a key",
+            tls().env(cert, &f.client_pem).env(key, &f.no_key),
+            format!("{}|kafka.ssl_key_location|no private key", f.no_key),
         ),
-        (
-            "a password with protocol plaintext",
-            closed.clone().env("SASL_PASSWORD", "x"),
-            vec![
-                "kafka.sasl_password",
-                "plaintext",
-                "sasl_ssl or sasl_plaintext",
-            ],
+        case(
+            "a key of another certificate",
+            tls().env(cert, &f.client_pem).env(key, &f.wrong_key),
+            format!(
+                "{}|{}|key belongs to the certificate",
+                f.client_pem, f.wrong_key
+            ),
         ),
-        (
+        case(
             "TLS files with protocol sasl_plaintext",
-            closed
-                .clone()
+            closed()
                 .env("SECURITY_PROTOCOL", "sasl_plaintext")
                 .env("SASL_USERNAME", "u")
                 .env("SASL_PASSWORD", "p")
-                .env("SSL_CA_LOCATION", &ca),
-            vec!["kafka.ssl_ca_location", "ssl or sasl_ssl"],
+                .env("SSL_CA_LOCATION", &f.ca),
+            "kafka.ssl_ca_location|ssl or sasl_ssl",
         ),
-        (
+    ]
+}
+
+/// Protocols, mechanisms and logins that do not fit together.
+fn login_cases(f: &BadFiles) -> Vec<Case> {
+    let sasl = || {
+        closed()
+            .env("SECURITY_PROTOCOL", "sasl_ssl")
+            .env("SSL_CA_LOCATION", &f.ca)
+            .env("SASL_USERNAME", "factorypal")
+    };
+    let plaintext_needs = "sasl_ssl or sasl_plaintext";
+    vec![
+        case(
+            "unsupported mechanism",
+            sasl()
+                .env("SASL_MECHANISM", "GSSAPI")
+                .env("SASL_PASSWORD", "p"),
+            "kafka.sasl_mechanism|GSSAPI|PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+        ),
+        case(
+            "unknown protocol",
+            closed().flag("--security-protocol", "tls"),
+            "kafka.security_protocol|--security-protocol|sasl_ssl",
+        ),
+        case(
+            "a user name with protocol plaintext",
+            closed().env("SASL_USERNAME", "factorypal"),
+            format!("kafka.sasl_username|plaintext|{plaintext_needs}"),
+        ),
+        case(
+            "a password with protocol plaintext",
+            closed().env("SASL_PASSWORD", "x"),
+            format!("kafka.sasl_password|plaintext|{plaintext_needs}"),
+        ),
+        case(
             "sasl without a user name",
-            closed
-                .clone()
+            closed()
                 .env("SECURITY_PROTOCOL", "sasl_ssl")
                 .env("SASL_PASSWORD", "p"),
-            vec!["kafka.sasl_username", "set the user name"],
+            "kafka.sasl_username|set the user name",
         ),
-        (
+        case(
             "sasl without a password",
             sasl(),
-            vec![
-                "kafka.sasl_password",
-                "kafka.sasl_password_file",
-                "neither is set",
-            ],
+            "kafka.sasl_password|kafka.sasl_password_file|neither is set",
         ),
-        (
+        case(
             "both password and file",
             sasl()
                 .env("SASL_PASSWORD", "p")
-                .env("SASL_PASSWORD_FILE", &password_file),
-            vec!["kafka.sasl_password", "both are set: keep one"],
+                .env("SASL_PASSWORD_FILE", &f.password_file),
+            "kafka.sasl_password|both are set: keep one",
         ),
-        (
-            "certificate without key",
-            tls().env("SSL_CERTIFICATE_LOCATION", &client_pem),
-            vec![
-                "kafka.ssl_certificate_location",
-                "kafka.ssl_key_location",
-                "set both",
-            ],
-        ),
-        (
-            "key without certificate",
-            tls().env("SSL_KEY_LOCATION", &client_key),
-            vec![
-                "kafka.ssl_certificate_location",
-                "kafka.ssl_key_location",
-                "set both",
-            ],
-        ),
-        (
-            "a key file without a key",
-            tls()
-                .env("SSL_CERTIFICATE_LOCATION", &client_pem)
-                .env("SSL_KEY_LOCATION", &no_key),
-            vec![&no_key, "kafka.ssl_key_location", "no private key"],
-        ),
-        (
-            "a key of another certificate",
-            tls()
-                .env("SSL_CERTIFICATE_LOCATION", &client_pem)
-                .env("SSL_KEY_LOCATION", &wrong_key),
-            vec![&client_pem, &wrong_key, "key belongs to the certificate"],
-        ),
-        (
+        case(
             "empty password file",
-            sasl().flag("--sasl-password-file", &empty),
-            vec![&empty, "kafka.sasl_password_file", "is empty"],
+            sasl().flag("--sasl-password-file", &f.empty),
+            format!("{}|kafka.sasl_password_file|is empty", f.empty),
         ),
-        (
+        case(
             "missing password file",
-            sasl().flag("--sasl-password-file", &missing),
-            vec![
-                &missing,
-                "kafka.sasl_password_file",
-                "cannot read password file",
-            ],
+            sasl().flag("--sasl-password-file", &f.missing),
+            format!(
+                "{}|kafka.sasl_password_file|cannot read password file",
+                f.missing
+            ),
         ),
-    ];
-    for (what, access, words) in &cases {
+    ]
+}
+
+/// Settings that cannot work are refused before any network call, with exit 2 and a
+/// message naming the key or file and what to do.
+#[test]
+fn bad_security_settings_are_usage_errors_naming_the_key() {
+    let files = BadFiles::new();
+    let list = ["admin", "list-topics"];
+    for Case {
+        what,
+        access,
+        words,
+    } in file_cases(&files).into_iter().chain(login_cases(&files))
+    {
         eprintln!("case: {what}");
-        expect_failure(access, &list, 2, words);
+        let words: Vec<&str> = words.split('|').collect();
+        expect_failure(&access, &list, 2, &words);
     }
     // Every command that connects reads the files first.
-    let bad_ca = tls().env("SSL_CA_LOCATION", &missing);
+    let bad_ca = tls().env("SSL_CA_LOCATION", &files.missing);
     for args in [
         &["produce", "metrics"][..],
         &["consume", "--trigger", "available-now"],
@@ -763,7 +790,7 @@ fn bad_security_settings_are_usage_errors_naming_the_key() {
         &["admin", "create-topic", "t"],
         &["admin", "describe-topic", "t"],
     ] {
-        expect_failure(&bad_ca, args, 2, &[&missing, "kafka.ssl_ca_location"]);
+        expect_failure(&bad_ca, args, 2, &[&files.missing, "kafka.ssl_ca_location"]);
     }
 }
 
@@ -853,8 +880,10 @@ fn connect_failures_name_the_broker_and_the_cause_at_once() {
         1,
         &["answered with TLS", &sasl_ssl],
     );
-
     let ssl = node1("SSL");
+    let login_on_tls = patient(Access::file("sasl_plaintext")).flag("--bootstrap", &ssl);
+    expect_failure(&login_on_tls, &list, 1, &["answered with TLS", &ssl]);
+
     let no_client_certificate = patient(Access::default())
         .flag("--bootstrap", &ssl)
         .flag("--security-protocol", "ssl")
