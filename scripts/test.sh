@@ -28,13 +28,14 @@ FACTORYPAL_TEST_CHROMIUM="$(command -v chromium)"
 export FACTORYPAL_TEST_CHROMIUM
 
 # pyarrow and DuckDB read the consumer's Parquet in the tests, prometheus_client's parser reads
-# the status server's /metrics: independent readers, in a venv of the project's own (cached
-# under target/).
+# the status server's /metrics, confluent_kafka (its wheel bundles a current librdkafka; Debian's
+# kcat is too old for Kafka 4's SCRAM) speaks SCRAM to the cluster: independent parts, in a venv
+# of the project's own (cached under target/).
 pyenv="$PWD/target/pyenv"
-if ! "$pyenv/bin/python" -c 'import pyarrow, duckdb, prometheus_client' >/dev/null 2>&1; then
-  log "installing pyarrow, duckdb and prometheus_client into $pyenv"
+if ! "$pyenv/bin/python" -c 'import pyarrow, duckdb, prometheus_client, confluent_kafka' >/dev/null 2>&1; then
+  log "installing pyarrow, duckdb, prometheus_client and confluent_kafka into $pyenv"
   python3 -m venv "$pyenv"
-  "$pyenv/bin/pip" install -q --disable-pip-version-check pyarrow duckdb prometheus-client >&2
+  "$pyenv/bin/pip" install -q --disable-pip-version-check pyarrow duckdb prometheus-client confluent-kafka >&2
 fi
 export FACTORYPAL_TEST_PYTHON="$pyenv/bin/python"
 

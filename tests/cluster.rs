@@ -97,12 +97,12 @@ fn wait_for(process: &mut Spawned, addr: SocketAddr, (list, field): (&str, &str)
         assert!(
             process.is_running(),
             "ended before {list}.{field} reached {target}: {}",
-            process.log("stderr")
+            process.log("err")
         );
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "{list}.{field} did not reach {target} in 5 minutes: {}",
-            process.log("stderr")
+            process.log("err")
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -115,6 +115,41 @@ fn healthy(cluster: &Cluster, topics: &[&str]) {
     for topic in topics {
         cluster.wait_for_isr(topic, 3);
     }
+}
+
+/// While `process` works through `total` records (its [`progress`] `counter`): the broker
+/// leading the most partitions of `busy` is SIGKILLed early on, restarted once the work has
+/// gone on without it, and, once every partition is whole again, a different leader is
+/// killed, and restarted after more work. Returns the two nodes. Paced by the process's own
+/// progress, so a faster or slower machine moves the kills, not the outcome; a process that
+/// ends before a kill fails the test.
+fn two_leaders_die(
+    cluster: &Cluster,
+    process: &mut Spawned,
+    addr: SocketAddr,
+    counter: (&str, &str),
+    total: u64,
+    busy: &str,
+    other: &str,
+) -> (i32, i32) {
+    wait_for(process, addr, counter, total / 20);
+    let first = cluster.busiest_leader(busy, None);
+    let downed = cluster.kill(first);
+    // Keep going with one broker down: two replicas are still in sync.
+    wait_for(process, addr, counter, total * 3 / 20);
+    downed.restart();
+    healthy(cluster, &[busy, other]);
+    assert!(
+        process.is_running(),
+        "it ended before the second kill: give it more records"
+    );
+    let second = cluster.busiest_leader(busy, Some(first));
+    let downed = cluster.kill(second);
+    let now = progress(addr, counter.0, counter.1);
+    wait_for(process, addr, counter, now + total / 20);
+    downed.restart();
+    healthy(cluster, &[busy, other]);
+    (first, second)
 }
 
 const PRODUCED: (&str, &str) = ("sources", "records");
@@ -193,19 +228,9 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
         &addr.to_string(),
     ]));
     let total = METRICS + WORKORDERS;
-    wait_for(&mut run, addr, PRODUCED, total / 10);
-    let first = cluster.busiest_leader(&metrics, None);
-    let downed = cluster.kill(first);
-    // Keep going with one broker down: two replicas are still in sync.
-    wait_for(&mut run, addr, PRODUCED, total * 3 / 10);
-    downed.restart();
-    healthy(&cluster, &[&metrics, &workorder]);
-    wait_for(&mut run, addr, PRODUCED, total * 4 / 10);
-    let second = cluster.busiest_leader(&metrics, Some(first));
-    let downed = cluster.kill(second);
-    wait_for(&mut run, addr, PRODUCED, total * 6 / 10);
-    downed.restart();
-    healthy(&cluster, &[&metrics, &workorder]);
+    let (first, second) = two_leaders_die(
+        &cluster, &mut run, addr, PRODUCED, total, &metrics, &workorder,
+    );
 
     let (exit, out, err) = run.finish(Duration::from_secs(600));
     eprintln!("run: killed nodes {first} and {second}");
@@ -267,17 +292,15 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
         "--status-bind",
         &addr.to_string(),
     ]));
-    wait_for(&mut consume, addr, CONSUMED, total / 10);
-    let first = cluster.busiest_leader(&metrics, None);
-    let downed = cluster.kill(first);
-    wait_for(&mut consume, addr, CONSUMED, total * 3 / 10);
-    downed.restart();
-    healthy(&cluster, &[&metrics, &workorder]);
-    let second = cluster.busiest_leader(&metrics, Some(first));
-    let downed = cluster.kill(second);
-    wait_for(&mut consume, addr, CONSUMED, total * 5 / 10);
-    downed.restart();
-    healthy(&cluster, &[&metrics, &workorder]);
+    let (first, second) = two_leaders_die(
+        &cluster,
+        &mut consume,
+        addr,
+        CONSUMED,
+        total,
+        &metrics,
+        &workorder,
+    );
     let (exit, _, err) = consume.finish(Duration::from_secs(600));
     eprintln!("consume: killed nodes {first} and {second}");
     assert!(exit.success(), "consume failed: {err}");

@@ -37,7 +37,9 @@ pub enum SecurityError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what} {path} ({key}) is not valid PEM: {source}")]
+    #[error(
+        "{what} {path} ({key}) is not valid PEM: {source}; it must be text with base64 between `-----BEGIN ...-----` and `-----END ...-----` lines: copy it again if it was cut short or edited, or convert a binary (DER) file to PEM with openssl"
+    )]
     BadPem {
         what: &'static str,
         key: &'static str,

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 use super::codec::{array, i16_, i32_, put_string, string};
 use super::security::{Login, Security, Trust};
+use crate::excerpt::Excerpt;
 use crate::settings::{KafkaSettings, SecurityProtocol};
 
 /// A broker's answer larger than this means a corrupt length prefix (or a listener speaking
@@ -80,7 +81,7 @@ pub enum ConnectError {
         protocol: SecurityProtocol,
     },
     #[error(
-        "{broker} does not enable SASL mechanism {mechanism} on this listener; it offers {}: set kafka.sasl_mechanism to one of them", if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+        "{broker} does not enable SASL mechanism {mechanism} on this listener; it offers {}: set kafka.sasl_mechanism to one of them", if offered.is_empty() { "none".to_string() } else { Excerpt(&offered.join(", ")).to_string() }
     )]
     MechanismNotEnabled {
         broker: String,
@@ -88,8 +89,9 @@ pub enum ConnectError {
         offered: Vec<String>,
     },
     #[error(
-        "authentication failed at {broker} for user {username:?} with {mechanism}{}: check kafka.sasl_username and the password, and that the user exists for this mechanism",
-        .message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+        "authentication failed at {broker} for user {} with {mechanism}{}: check kafka.sasl_username and the password, and that the user exists for this mechanism",
+        Excerpt(.username),
+        .message.as_deref().map(|m| format!(" (the broker says {})", Excerpt(m))).unwrap_or_default()
     )]
     AuthenticationFailed {
         broker: String,
@@ -103,7 +105,7 @@ pub enum ConnectError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("{broker} answered the SASL login with error code {code}{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("{broker} answered the SASL login with error code {code}{}", .message.as_deref().map(|m| format!(": {}", Excerpt(m))).unwrap_or_default())]
     SaslRefused {
         broker: String,
         code: i16,
@@ -556,6 +558,36 @@ mod tests {
         assert_eq!(a.message.as_deref(), Some("Authentication failed"));
         for cut in 0..b.len() - 8 {
             assert!(decode_authenticate(&b[..cut]).is_err());
+        }
+    }
+
+    /// What a broker sends is quoted, not copied: a login refusal with a megabyte of text
+    /// makes a message of a few hundred bytes.
+    #[test]
+    fn broker_texts_in_messages_are_excerpts() {
+        let huge = "x".repeat(1 << 20);
+        let errors = [
+            ConnectError::AuthenticationFailed {
+                broker: "b:1".into(),
+                username: "u".into(),
+                mechanism: "PLAIN".into(),
+                message: Some(huge.clone()),
+            },
+            ConnectError::SaslRefused {
+                broker: "b:1".into(),
+                code: 1,
+                message: Some(huge.clone()),
+            },
+            ConnectError::MechanismNotEnabled {
+                broker: "b:1".into(),
+                mechanism: "PLAIN".into(),
+                offered: vec![huge.clone()],
+            },
+        ];
+        for error in errors {
+            let shown = error.to_string();
+            assert!(shown.len() < 1000, "{} bytes", shown.len());
+            assert!(shown.contains("(1048576 bytes)"), "{shown}");
         }
     }
 
