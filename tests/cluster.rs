@@ -206,8 +206,10 @@ fn cluster_run_config(cluster: &Cluster, dir: &Path, data: &Path, metrics: &str,
 fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
     let _cluster_lock = exclusive();
     let cluster = Cluster::get();
-    const METRICS: u64 = 160_000;
-    const WORKORDERS: u64 = 40_000;
+    // Two equal streams, paced by the API (a record per millisecond or so each), so the
+    // records flow for a minute or two and both kills land while they do.
+    const METRICS: u64 = 100_000;
+    const WORKORDERS: u64 = 100_000;
     let data = sample_data(METRICS, WORKORDERS);
     let dir = tempfile::tempdir().unwrap();
     let metrics = unique_topic("fo-metrics");
@@ -223,7 +225,7 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
         "run",
         "--until-drained",
         "--delay",
-        "0",
+        "0.001",
         "--status-bind",
         &addr.to_string(),
     ]));
@@ -286,9 +288,9 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
         "--output",
         "out2",
         "--trigger",
-        "available-now",
+        "500ms",
         "--max-offsets-per-trigger",
-        "4000",
+        "1000",
         "--status-bind",
         &addr.to_string(),
     ]));
@@ -301,7 +303,10 @@ fn run_loses_nothing_and_duplicates_nothing_while_leaders_die() {
         &metrics,
         &workorder,
     );
-    let (exit, _, err) = consume.finish(Duration::from_secs(600));
+    // Everything read: a SIGTERM ends it after its current batch, exit 0.
+    wait_for(&mut consume, addr, CONSUMED, total);
+    common::send_signal(consume.child.id(), "TERM");
+    let (exit, _, err) = consume.finish(Duration::from_secs(120));
     eprintln!("consume: killed nodes {first} and {second}");
     assert!(exit.success(), "consume failed: {err}");
     for (topic, source) in &sources {
