@@ -90,7 +90,7 @@ pub async fn create(
             }
             Ok(Err(e)) if refused(&e) => last_error = Some(e.to_string()),
             Ok(Err(e)) if !e.is_retriable() => return Err(KafkaError::Connect(Box::new(e)).into()),
-            Ok(Err(e)) => return Err(unreachable(settings, e.to_string()).into()),
+            Ok(Err(e)) => return Err(KafkaError::unreachable(settings, e.to_string()).into()),
             Err(_) => {
                 return Err(KafkaError::NoAnswer {
                     operation: format!("create topic {} at {broker}", topic.name),
@@ -100,7 +100,7 @@ pub async fn create(
             }
         }
     }
-    Err(unreachable(
+    Err(KafkaError::unreachable(
         settings,
         last_error.unwrap_or_else(|| "no bootstrap broker configured".into()),
     )
@@ -110,14 +110,6 @@ pub async fn create(
 /// The broker refused the TCP connection: nothing was sent, another broker may be asked.
 fn refused(error: &ConnectError) -> bool {
     matches!(error, ConnectError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused)
-}
-
-fn unreachable(settings: &KafkaSettings, reason: String) -> KafkaError {
-    KafkaError::Unreachable {
-        bootstrap: settings.bootstrap.clone(),
-        timeout: settings.timeout(),
-        reason,
-    }
 }
 
 /// The framed request: size, header v1 (api key, version, correlation id, client id), then

@@ -199,11 +199,7 @@ async fn reach(settings: &KafkaSettings, security: &Security) -> Result<(), Kafk
         {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(error)) => error,
-            Err(_) => KafkaError::Unreachable {
-                bootstrap: settings.bootstrap.clone(),
-                timeout,
-                reason: "no broker answered".into(),
-            },
+            Err(_) => KafkaError::unreachable(settings, "no broker answered".into()),
         };
         if !error.is_retriable() || tokio::time::Instant::now() + pause >= deadline {
             return Err(error);
@@ -221,7 +217,6 @@ async fn build_client(
     retry_deadline: Option<Duration>,
     bound: Duration,
 ) -> Result<Client, KafkaError> {
-    let timeout = settings.timeout();
     let backoff = BackoffConfig {
         init_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
@@ -232,11 +227,7 @@ async fn build_client(
         .client_id(settings.client_id.as_str())
         .backoff_config(backoff);
     let builder = security.apply(builder);
-    let unreachable = |reason: String| KafkaError::Unreachable {
-        bootstrap: settings.bootstrap.clone(),
-        timeout,
-        reason,
-    };
+    let unreachable = |reason: String| KafkaError::unreachable(settings, reason);
     tokio::time::timeout(bound, builder.build())
         .await
         .map_err(|_| unreachable("no broker answered".into()))?
@@ -253,11 +244,7 @@ pub(crate) async fn ask_bootstrap(
         .await
         .map_err(|error| match error {
             wire::AskError::Fatal(e) => KafkaError::Connect(Box::new(e)),
-            wire::AskError::NoneAnswered(reason) => KafkaError::Unreachable {
-                bootstrap: settings.bootstrap.clone(),
-                timeout: settings.timeout(),
-                reason,
-            },
+            wire::AskError::NoneAnswered(reason) => KafkaError::unreachable(settings, reason),
         })
 }
 
@@ -319,6 +306,15 @@ fn setup_retry(policy: RetryPolicy) -> Retry {
 }
 
 impl KafkaError {
+    /// No bootstrap broker of `settings` could be reached within `kafka.timeout`, and why.
+    pub fn unreachable(settings: &KafkaSettings, reason: String) -> Self {
+        Self::Unreachable {
+            bootstrap: settings.bootstrap.clone(),
+            timeout: settings.timeout(),
+            reason,
+        }
+    }
+
     /// The error code the broker answered with, if this is a broker's answer.
     pub fn protocol_error(&self) -> Option<rskafka::client::error::ProtocolError> {
         match self {
