@@ -111,13 +111,18 @@ pub struct KafkaClient {
 impl KafkaClient {
     /// Loads the security settings, checks with one request of our own that a bootstrap broker
     /// answers and takes our login (so a refused password or an untrusted certificate fails at
-    /// once, in words), then builds the rskafka client; all within `kafka.timeout`.
+    /// once, in words), then builds the rskafka client; all within `kafka.timeout` (plus a
+    /// quarter of it if the probe took nearly all of it).
     pub async fn connect(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let security = Security::load(settings)?;
         let timeout = settings.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         reach(settings, &security).await?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // What is left of the timeout, but never so little that a broker which answered a
+        // moment ago cannot be connected to again: at most a quarter of it past the deadline.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(timeout / 4);
         let client = build_client(settings, &security, Some(timeout), left).await?;
         Ok(Self {
             client,
