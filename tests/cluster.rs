@@ -159,12 +159,8 @@ const CONSUMED: (&str, &str) = ("topics", "rows");
 /// `tests/exactly_once.py` compare it and the Parquet output in `dir/output` with the source
 /// file.
 fn assert_exactly_once(cluster: &Cluster, dir: &Path, topic: &str, source: &Path, output: &str) {
-    let mut kcat = cluster.kcat("PLAIN");
-    kcat.args(["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"]);
-    let out = run_with_timeout(&mut kcat, Duration::from_secs(180));
-    assert!(out.status.success(), "kcat {topic}: {}", stderr(&out));
     let read = dir.join(format!("{topic}.jsonl"));
-    std::fs::write(&read, &out.stdout).unwrap();
+    std::fs::write(&read, cluster.kcat_consume(topic)).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/exactly_once.py");
     let out = run_with_timeout(
         Command::new(python())

@@ -398,9 +398,14 @@ fn server_name(broker: &str) -> Result<ServerName<'static>, ConnectError> {
     let bad = || ConnectError::BadHost {
         broker: broker.to_string(),
     };
-    let (host, _port) = broker.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = host_of(broker).ok_or_else(bad)?;
     ServerName::try_from(host.to_string()).map_err(|_| bad())
+}
+
+/// The host of `HOST:PORT` (an IPv6 address without its brackets), if there is a port.
+fn host_of(broker: &str) -> Option<&str> {
+    let (host, _port) = broker.rsplit_once(':')?;
+    Some(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
 /// Turns a failed read, write or handshake into words: TLS trouble by its cause, a closed
@@ -446,10 +451,7 @@ fn tls_problem(error: &rustls::Error, broker: &str, trust: &Trust) -> TlsProblem
         E::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => TlsProblem::NameMismatch {
-            host: broker
-                .rsplit_once(':')
-                .map_or(broker, |(host, _)| host)
-                .to_string(),
+            host: host_of(broker).unwrap_or(broker).to_string(),
         },
         E::InvalidCertificate(
             CertificateError::Expired

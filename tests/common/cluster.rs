@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use super::{KcatRecord, run_with_timeout, stderr, stdout};
+use super::{KcatRecord, run_with_timeout, stderr};
 
 /// The cluster of this test run. No silent skip: without one the test fails saying how.
 pub struct Cluster {
@@ -73,13 +73,18 @@ impl Cluster {
         cmd
     }
 
-    /// Every record of `topic` read with kcat over SASL_SSL, in partition and offset order.
-    pub fn kcat_read(&self, topic: &str) -> Vec<KcatRecord> {
+    /// `kcat -J` lines of every record of `topic`, read with kcat over SASL_SSL (PLAIN).
+    pub fn kcat_consume(&self, topic: &str) -> Vec<u8> {
         let mut cmd = self.kcat("PLAIN");
         cmd.args(["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"]);
         let out = run_with_timeout(&mut cmd, Duration::from_secs(180));
         assert!(out.status.success(), "kcat -C {topic}: {}", stderr(&out));
-        let mut records: Vec<KcatRecord> = stdout(&out)
+        out.stdout
+    }
+
+    /// Every record of `topic` read with kcat over SASL_SSL, in partition and offset order.
+    pub fn kcat_read(&self, topic: &str) -> Vec<KcatRecord> {
+        let mut records: Vec<KcatRecord> = String::from_utf8_lossy(&self.kcat_consume(topic))
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(super::kafka::parse_kcat_line)
@@ -88,16 +93,17 @@ impl Cluster {
         records
     }
 
+    /// `scripts/kafka-local.sh ARGS` on this cluster, not yet run.
+    fn script_command(&self, args: &[&str]) -> Command {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).args(args).env("KAFKA_DIR", &self.dir);
+        cmd
+    }
+
     /// Runs `scripts/kafka-local.sh ARGS` on this cluster.
     pub fn script(&self, args: &[&str]) -> Output {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
-        let out = run_with_timeout(
-            Command::new("bash")
-                .arg(script)
-                .args(args)
-                .env("KAFKA_DIR", &self.dir),
-            Duration::from_secs(180),
-        );
+        let out = run_with_timeout(&mut self.script_command(args), Duration::from_secs(180));
         assert!(
             out.status.success(),
             "kafka-local.sh {args:?}: {}",
@@ -232,12 +238,9 @@ impl Drop for Downed<'_> {
     fn drop(&mut self) {
         if !self.restarted {
             self.restarted = true;
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-local.sh");
-            let _ = Command::new("bash")
-                .arg(script)
-                .args(["restart", &self.node.to_string()])
-                .env("KAFKA_DIR", &self.cluster.dir)
-                .output();
+            // No assertion here: a panic while unwinding from another would abort.
+            let node = self.node.to_string();
+            let _ = self.cluster.script_command(&["restart", &node]).output();
         }
     }
 }
