@@ -58,7 +58,21 @@ fn dynamic_topic_configs(topic: &str) -> Vec<String> {
 }
 
 /// Partition → (leader, replicas, isr) as kcat (librdkafka, an independent client) sees them.
+/// Partitions as kcat sees them: `create-topic` waits for leaders in its own metadata view, so
+/// kcat's view is asked a few times in case it lags.
 fn kcat_partitions(topic: &str) -> Vec<(i64, i64, Vec<i64>, Vec<i64>)> {
+    let mut partitions = kcat_partitions_once(topic);
+    for _ in 0..50 {
+        if !partitions.is_empty() && partitions.iter().all(|p| p.1 >= 0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        partitions = kcat_partitions_once(topic);
+    }
+    partitions
+}
+
+fn kcat_partitions_once(topic: &str) -> Vec<(i64, i64, Vec<i64>, Vec<i64>)> {
     let out = run_with_timeout(
         Command::new("kcat").args(["-b", &bootstrap(), "-L", "-J", "-t", topic]),
         Duration::from_secs(30),
@@ -72,9 +86,10 @@ fn kcat_partitions(topic: &str) -> Vec<(i64, i64, Vec<i64>, Vec<i64>)> {
             .map(|b| b["id"].as_i64().unwrap())
             .collect()
     };
-    let mut partitions: Vec<_> = meta["topics"][0]["partitions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no partitions for {topic}: {meta}"))
+    let Some(listed) = meta["topics"][0]["partitions"].as_array() else {
+        return Vec::new(); // the topic is not (yet) in this broker's metadata
+    };
+    let mut partitions: Vec<_> = listed
         .iter()
         .map(|p| {
             (

@@ -199,7 +199,10 @@ pub async fn create_topic_with(
     validate_topic_name(topic.name)?;
     let outcome = create_topics::create(&kafka.settings, &kafka.security, topic).await?;
     match outcome.error {
-        None => Ok(true),
+        None => {
+            await_leaders(kafka, topic).await;
+            Ok(true)
+        }
         Some(ProtocolError::TopicAlreadyExists) if if_not_exists => Ok(false),
         Some(ProtocolError::TopicAlreadyExists) => Err(AdminError::TopicExists(topic.name.into())),
         Some(error) => {
@@ -211,6 +214,36 @@ pub async fn create_topic_with(
                 hint,
             })
         }
+    }
+}
+
+/// Waits, within `kafka.timeout`, until the metadata shows every partition of a new topic with a
+/// leader. The broker answers CreateTopics once the controller has recorded the topic, which can
+/// be before any broker serves it: a `describe-topic` or `kcat -L` right after would find no
+/// partitions, and a first write would be refused. If the wait runs out the topic still exists,
+/// so that is a warning, not a failure.
+async fn await_leaders(kafka: &KafkaClient, topic: &NewTopic<'_>) {
+    let deadline = tokio::time::Instant::now() + kafka.settings.timeout();
+    let names = [topic.name.to_string()];
+    loop {
+        if let Ok(meta) = kafka.metadata(Some(&names)).await
+            && meta.topics.iter().any(|t| {
+                t.name == topic.name
+                    && t.partitions.len() == topic.partitions as usize
+                    && t.partitions.iter().all(|p| p.leader >= 0)
+            })
+        {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                topic = topic.name,
+                "topic was created but its partitions have no leader yet after {:?}; the first writes may be retried until they do",
+                kafka.settings.timeout()
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
