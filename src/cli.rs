@@ -188,6 +188,12 @@ pub struct RunArgs {
     /// Seconds between records of the built-in API (`api.delay`).
     #[arg(long = "delay", id = "api.delay", value_name = "SECS")]
     pub delay: Option<f64>,
+    /// Where batches go: parquet or delta (`consumer.sink`, default parquet).
+    #[arg(long = "sink", id = "consumer.sink", value_name = "SINK")]
+    pub sink: Option<String>,
+    /// Output root, a directory or `s3://BUCKET/PREFIX` for delta (`consumer.output`).
+    #[arg(long = "output", id = "consumer.output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub status: StatusArgs,
 }
@@ -200,17 +206,11 @@ pub struct StatusArgs {
     pub status_bind: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SinkArg {
-    Parquet,
-    Console,
-}
-
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
-    /// Where batches go.
-    #[arg(long, value_enum, default_value = "parquet")]
-    pub sink: SinkArg,
+    /// Where batches go: parquet, console or delta (`consumer.sink`, default parquet).
+    #[arg(long = "sink", id = "consumer.sink", value_name = "SINK")]
+    pub sink: Option<String>,
     /// Topics to consume (default: every topic with a schema in [consumer.topics]).
     #[arg(long, value_delimiter = ',', value_name = "TOPIC,...")]
     pub topics: Option<Vec<String>>,

@@ -80,6 +80,7 @@ pub mod gen_data;
 mod http;
 pub mod json;
 pub mod kafka;
+pub mod lake;
 pub mod produce;
 pub mod run;
 pub mod settings;

@@ -8,8 +8,8 @@ use clap::CommandFactory;
 use tracing_subscriber::EnvFilter;
 
 use factorypal::cli::{Cli, Command, CommandLine, ConfigCommand};
-use factorypal::cli::{ConsumeArgs, LogFormat, ProduceArgs, SinkArg};
-use factorypal::consume::{self, ConsumeOptions, PartitionSelection, SinkKind};
+use factorypal::cli::{ConsumeArgs, LogFormat, ProduceArgs};
+use factorypal::consume::{self, ConsumeOptions, PartitionSelection};
 use factorypal::failure::Failure;
 use factorypal::produce::{self, ProduceOptions};
 use factorypal::settings::{Settings, SettingsSources};
@@ -66,7 +66,7 @@ fn run(cli: Cli, sources: &SettingsSources) -> Result<(), Failure> {
                 Ok(serve_while(status_bind, &status, work).await?)
             }
             Command::Consume(args) => {
-                let options = consume_options(args)?;
+                let options = consume_options(args, &settings)?;
                 let status = Status::new("consume");
                 let work = consume::run(&settings, &options, &status, shutdown::install());
                 serve_while(status_bind, &status, work).await?;
@@ -104,7 +104,7 @@ fn produce_options(args: &ProduceArgs) -> ProduceOptions {
 }
 
 /// What `consume` was asked for, beyond the settings; a bad `--instance` is a usage error.
-fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, Failure> {
+fn consume_options(args: &ConsumeArgs, settings: &Settings) -> Result<ConsumeOptions, Failure> {
     let partitions = match (&args.partitions, &args.instance) {
         (Some(list), _) => PartitionSelection::List(list.clone()),
         (None, Some(instance)) => PartitionSelection::parse_instance(instance)
@@ -112,10 +112,7 @@ fn consume_options(args: &ConsumeArgs) -> Result<ConsumeOptions, Failure> {
         (None, None) => PartitionSelection::All,
     };
     Ok(ConsumeOptions {
-        sink: match args.sink {
-            SinkArg::Parquet => SinkKind::Parquet,
-            SinkArg::Console => SinkKind::Console,
-        },
+        sink: settings.consumer.sink,
         topics: args.topics.clone(),
         partitions,
         print_summaries: true,

@@ -18,9 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminError;
 use crate::api::ApiError;
-use crate::consume::{
-    self, ConsumeError, ConsumeOptions, PartitionSelection, SinkKind, TopicSummary,
-};
+use crate::consume::{self, ConsumeError, ConsumeOptions, PartitionSelection, TopicSummary};
 use crate::failure::Classify;
 use crate::kafka::KafkaError;
 use crate::produce::{self, ProduceError, ProduceOptions, SourceSummary};
@@ -171,9 +169,9 @@ async fn run_pipeline(
 ) -> Outcome {
     let stop = shutdown.child_token();
     let mut outcome = Outcome::default();
-    let (every_source, parquet) = (produce_every_source(), into_parquet());
+    let (every_source, every_topic) = (produce_every_source(), consume_every_topic(settings));
     let producing = produce::run(settings, &every_source, status, stop.clone());
-    let consuming = consume::run(settings, &parquet, status, stop.clone());
+    let consuming = consume::run(settings, &every_topic, status, stop.clone());
     tokio::pin!(producing, consuming);
     tokio::select! {
         produced = &mut producing => {
@@ -205,7 +203,13 @@ async fn drain(
     let mut settings = settings.clone();
     settings.consumer.trigger = Trigger::AvailableNow;
     settings.consumer.max_offsets_per_trigger = 0;
-    consume::run(&settings, &into_parquet(), status, shutdown.clone()).await
+    consume::run(
+        &settings,
+        &consume_every_topic(&settings),
+        status,
+        shutdown.clone(),
+    )
+    .await
 }
 
 /// Every source, topics created if missing, resumed (so a restart neither repeats nor skips).
@@ -218,10 +222,10 @@ fn produce_every_source() -> ProduceOptions {
     }
 }
 
-/// Every topic with a schema, into Parquet.
-fn into_parquet() -> ConsumeOptions {
+/// Every topic with a schema, into the configured sink (`consumer.sink`).
+fn consume_every_topic(settings: &Settings) -> ConsumeOptions {
     ConsumeOptions {
-        sink: SinkKind::Parquet,
+        sink: settings.consumer.sink,
         topics: None,
         partitions: PartitionSelection::All,
         print_summaries: false, // one line per topic for both passes, at the end

@@ -20,6 +20,7 @@
 //! topic wrote of its unfinished batch is accounted for by its plan and replaced when a rerun
 //! replays that batch.
 
+mod bad_records;
 mod checkpoint;
 mod convert;
 mod engine;
@@ -44,11 +45,7 @@ use checkpoint::CheckpointError;
 use lock::LockError;
 use setup::PreparedTopic;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SinkKind {
-    Parquet,
-    Console,
-}
+pub use crate::settings::SinkKind;
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
     pub sink: SinkKind,
@@ -245,7 +242,7 @@ pub async fn run(
         first_error,
     } = run_topics(prepared, shutdown).await;
     summaries.sort_by_key(|s| topics.iter().position(|t| *t == s.topic));
-    if options.print_summaries && options.sink == SinkKind::Parquet {
+    if options.print_summaries && options.sink != SinkKind::Console {
         for summary in &summaries {
             println!("{summary}");
         }

@@ -8,14 +8,18 @@ use std::sync::Arc;
 use rskafka::client::partition::{PartitionClient, UnknownTopicHandling};
 use tokio_util::sync::CancellationToken;
 
+use super::bad_records::{BAD_RECORDS_DIR, BadRecordsPlace};
 use super::checkpoint::Checkpoint;
 use super::engine::{TopicFiles, TopicJob};
 use super::lock::Ownership;
 use super::schema::RowDecoder;
 use super::{ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use crate::kafka::KafkaClient;
+use crate::lake::{LakeError, TableLocation};
 use crate::settings::{ConsumerSettings, Settings};
-use crate::sink::{ConsoleSink, ParquetSink, Sink};
+use crate::sink::{
+    ConsoleSink, DeltaSink, DeltaSinkOptions, ParquetSink, Sink, SinkError, writer_properties,
+};
 use crate::status::Status;
 
 /// One topic, ready to run: its loop's side and its files' side.
@@ -122,11 +126,15 @@ pub(super) fn prepare(
             sink: Box::new(ConsoleSink::new(topic, consumer.console_rows)),
             checkpoint: None,
             locks: None,
-            bad_records_dir: None,
+            bad_records: BadRecordsPlace::Log,
         },
         SinkKind::Parquet => {
             let owned: Vec<i32> = partitions.iter().map(|c| c.partition()).collect();
             parquet_output(consumer, &options.partitions, topic, &owned)?
+        }
+        SinkKind::Delta => {
+            let owned: Vec<i32> = partitions.iter().map(|c| c.partition()).collect();
+            delta_output(settings, options, topic, owned)?
         }
     };
     let job = TopicJob {
@@ -144,7 +152,7 @@ pub(super) fn prepare(
         decoder: RowDecoder::new(&consumer.topics[topic].schema),
         sink: output.sink,
         checkpoint: output.checkpoint,
-        bad_records_dir: output.bad_records_dir,
+        bad_records: output.bad_records,
         instance_suffix: options.partitions.file_suffix(),
         overwrite: options.overwrite,
         max_records_per_file: consumer.max_records_per_file,
@@ -159,7 +167,7 @@ struct Output {
     /// `None` for the console sink, which keeps no state between runs.
     checkpoint: Option<Checkpoint>,
     locks: Option<Ownership>,
-    bad_records_dir: Option<PathBuf>,
+    bad_records: BadRecordsPlace,
 }
 
 /// `OUTPUT/TOPIC/` with its checkpoint (`OUTPUT/TOPIC/_checkpoint/<identity>` or under
@@ -202,6 +210,55 @@ fn parquet_output(
         sink: Box::new(sink),
         checkpoint: Some(checkpoint),
         locks: Some(locks),
-        bad_records_dir: Some(topic_dir.join("_bad_records")),
+        bad_records: BadRecordsPlace::Dir(topic_dir.join(BAD_RECORDS_DIR)),
+    })
+}
+
+/// The topic's Delta table (`OUTPUT/TOPIC`, created on first use), which is its own
+/// checkpoint: no checkpoint directory and no locks (the table's `txn` versions and
+/// delta-rs' conflict check keep two writers of one partition from both committing). Runs on
+/// a blocking thread, so it may wait on the runtime for delta-rs.
+fn delta_output(
+    settings: &Settings,
+    options: &ConsumeOptions,
+    topic: &str,
+    owned: Vec<i32>,
+) -> Result<Output, ConsumeError> {
+    let consumer = &settings.consumer;
+    let sink_error = |source: SinkError| ConsumeError::Sink {
+        topic: topic.to_string(),
+        source,
+    };
+    let lake_error = |e: LakeError| sink_error(SinkError::Lake(e));
+    let location =
+        TableLocation::for_topic(&consumer.output, topic, &settings.storage).map_err(lake_error)?;
+    let runtime = tokio::runtime::Handle::current();
+    if options.overwrite {
+        runtime
+            .block_on(location.delete_table())
+            .map_err(lake_error)?;
+    }
+    let topic_settings = &consumer.topics[topic];
+    let day_column = topic_settings.partition_by_day.clone();
+    let table = runtime
+        .block_on(location.open_or_create(topic, &topic_settings.schema, day_column.is_some()))
+        .map_err(lake_error)?;
+    let bad_records = BadRecordsPlace::in_table(&location, &table, runtime.clone());
+    let sink = DeltaSink::new(
+        runtime,
+        location,
+        table,
+        DeltaSinkOptions {
+            identity: options.partitions.identity(),
+            owned,
+            day_column,
+            properties: writer_properties(consumer.compression),
+        },
+    );
+    Ok(Output {
+        sink: Box::new(sink),
+        checkpoint: None,
+        locks: None,
+        bad_records,
     })
 }

@@ -220,6 +220,8 @@ fn merge_layers(
 /// Settings whose environment value is taken as written, never parsed as a number or a
 /// boolean first: parsing would turn a password `007` into `7`, or `1e3` into `1000`.
 const TEXT_ONLY_KEYS: &[&str] = &[
+    "storage.endpoint",
+    "storage.region",
     "kafka.sasl_password",
     "kafka.sasl_username",
     "kafka.client_id",

@@ -43,7 +43,7 @@ pub use load::{DEFAULT_CONFIG_FILE, ENV_PREFIX, ENV_SEPARATOR, SettingsError, Se
 pub use types::{
     BadRecordPolicy, ColumnType, CompressionCodec, DataLossPolicy, EndpointIdentification,
     OptionalAddr, ParquetCompression, PositiveSeconds, SaslMechanism, Seconds, Secret,
-    SecurityProtocol, StartingOffsets, Trigger,
+    SecurityProtocol, SinkKind, StartingOffsets, Trigger,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -54,6 +54,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub producer: ProducerSettings,
     pub consumer: ConsumerSettings,
+    pub storage: StorageSettings,
     pub status: StatusSettings,
 }
 
@@ -197,6 +198,20 @@ impl StatusSettings {
     }
 }
 
+/// Object storage for `s3://` outputs. Credentials come from the usual AWS environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, profiles, instance
+/// roles) and are never part of the settings, so `config show` cannot print them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `http(s)://HOST:PORT` of an S3-compatible store (MinIO, s3proxy, Ceph); empty: AWS.
+    pub endpoint: String,
+    /// The bucket's region; empty: `AWS_REGION` from the environment, else `us-east-1`.
+    pub region: String,
+    /// Allow a plain-HTTP endpoint (a store on a private network or loopback).
+    pub allow_http: bool,
+}
+
 /// Defaults for topics that `admin` creates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -329,7 +344,10 @@ pub struct SourceSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerSettings {
-    /// Output root: `OUTPUT/TOPIC/part-*.parquet`.
+    /// `parquet`, `console` or `delta` (`--sink`).
+    pub sink: SinkKind,
+    /// Output root: `OUTPUT/TOPIC/...`; `s3://BUCKET/PREFIX` for the Delta sink on object
+    /// storage (see `[storage]`).
     pub output: PathBuf,
     /// Checkpoint root; empty means `OUTPUT/TOPIC/_checkpoint`, otherwise `CHECKPOINT/TOPIC`.
     pub checkpoint: PathBuf,
@@ -360,8 +378,10 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         let schema = |cols: &[(&str, ColumnType)]| ConsumerTopic {
             schema: cols.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            partition_by_day: None,
         };
         Self {
+            sink: SinkKind::Parquet,
             output: PathBuf::from("database"),
             checkpoint: PathBuf::new(),
             trigger: Trigger::Every(Duration::from_secs(10)),
@@ -416,4 +436,7 @@ impl ConsumerSettings {
 #[serde(deny_unknown_fields)]
 pub struct ConsumerTopic {
     pub schema: IndexMap<String, ColumnType>,
+    /// A timestamp column whose UTC day partitions the output (`date=YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_by_day: Option<String>,
 }

@@ -274,6 +274,18 @@ named_choice! {
 }
 
 named_choice! {
+    /// Where the consumer's micro-batches go.
+    pub enum SinkKind {
+        /// Parquet files in directories, with the consumer's own checkpoint (local disk).
+        Parquet = "parquet",
+        /// Rows printed to stdout; nothing kept.
+        Console = "console",
+        /// Delta Lake tables (local disk or S3); the Delta log is the checkpoint.
+        Delta = "delta",
+    }
+}
+
+named_choice! {
     /// The producer's codec for record batches.
     pub enum CompressionCodec {
         None = "none",

@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
 
-use super::{ExistingFile, Sink, SinkError};
+use super::{BatchDone, ExistingFile, Sink, SinkError};
 
 pub struct ConsoleSink {
     topic: String,
@@ -58,7 +58,7 @@ impl Sink for ConsoleSink {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<Vec<String>, SinkError> {
+    fn commit(&mut self, _done: BatchDone<'_>) -> Result<Vec<String>, SinkError> {
         let rule = "-------------------------------------------";
         let table = pretty_format_batches(&self.shown)
             .map(|t| t.to_string())

@@ -2,11 +2,15 @@
 //! of Kafka; the consume engine decides what goes in a batch and when it counts as done.
 
 mod console;
+pub mod day;
+mod delta;
 mod parquet;
 
 pub use console::ConsoleSink;
-pub use parquet::ParquetSink;
+pub use delta::{DeltaSink, DeltaSinkOptions};
+pub use parquet::{ParquetSink, writer_properties};
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use arrow::record_batch::RecordBatch;
@@ -21,6 +25,46 @@ pub enum SinkError {
     },
     #[error("cannot encode Parquet for {path}: {reason}")]
     Encode { path: String, reason: String },
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
+    #[error(
+        "Delta table {table}: partition {partition} was written by another consumer (the table says its next offset is {found}, this consumer expected {expected}); run one consumer per partition (--instance I/N gives each its own), then run again: this consumer continues from the table"
+    )]
+    Taken {
+        table: String,
+        partition: i32,
+        found: String,
+        expected: String,
+    },
+}
+
+impl SinkError {
+    /// Whether a retry of the batch may succeed: a full disk freed, a store back. Another
+    /// writer on our partitions is not cured by trying again.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Io { .. } | Self::Encode { .. } => true,
+            Self::Lake(error) => error.is_retriable(),
+            Self::Taken { .. } => false,
+        }
+    }
+}
+
+/// Where a sink that keeps its own offsets left off (the Delta sink's table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkCheckpoint {
+    /// The number of this consumer's next batch.
+    pub next_batch: u64,
+    /// The next offset to read of each partition the sink holds records of.
+    pub next_offsets: BTreeMap<i32, i64>,
+}
+
+/// A batch that is complete and about to be committed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchDone<'a> {
+    pub batch: u64,
+    /// The next offset to read of every owned partition once this batch counts.
+    pub next_offsets: &'a BTreeMap<i32, i64>,
 }
 
 /// A data file an earlier run left in a sink's output.
@@ -52,6 +96,13 @@ pub trait Sink: Send {
     /// Writes some rows of the current batch.
     fn write(&mut self, rows: &RecordBatch) -> Result<(), SinkError>;
 
-    /// Makes the batch durable and returns the names of what it wrote.
-    fn commit(&mut self) -> Result<Vec<String>, SinkError>;
+    /// Makes the batch durable and returns the names of what it wrote. A sink that is its own
+    /// checkpoint records `done.next_offsets` in the same step.
+    fn commit(&mut self, done: BatchDone<'_>) -> Result<Vec<String>, SinkError>;
+
+    /// For a sink that keeps its own offsets: where the last committed batch left off, or
+    /// `None` when nothing was committed yet. Sinks with a separate checkpoint return `None`.
+    fn checkpoint(&mut self) -> Result<Option<SinkCheckpoint>, SinkError> {
+        Ok(None)
+    }
 }

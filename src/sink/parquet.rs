@@ -10,7 +10,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{ExistingFile, Sink, SinkError};
+use super::{BatchDone, ExistingFile, Sink, SinkError};
 use crate::settings::ParquetCompression;
 
 pub struct ParquetSink {
@@ -30,17 +30,10 @@ impl ParquetSink {
         compression: ParquetCompression,
     ) -> Result<Self, SinkError> {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let codec = match compression {
-            ParquetCompression::None => Compression::UNCOMPRESSED,
-            ParquetCompression::Snappy => Compression::SNAPPY,
-            ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
-            ParquetCompression::Lz4 => Compression::LZ4_RAW,
-            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
-        };
         let sink = Self {
             dir,
             suffix: instance_suffix,
-            properties: WriterProperties::builder().set_compression(codec).build(),
+            properties: writer_properties(compression),
             batch: 0,
             written: Vec::new(),
         };
@@ -69,6 +62,18 @@ impl ParquetSink {
         }
         Ok(())
     }
+}
+
+/// How data files are encoded: `consumer.compression`, Parquet's defaults otherwise.
+pub fn writer_properties(compression: ParquetCompression) -> WriterProperties {
+    let codec = match compression {
+        ParquetCompression::None => Compression::UNCOMPRESSED,
+        ParquetCompression::Snappy => Compression::SNAPPY,
+        ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
+        ParquetCompression::Lz4 => Compression::LZ4_RAW,
+        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+    };
+    WriterProperties::builder().set_compression(codec).build()
 }
 
 /// The parts of a data file's name, `part-<batch>-<nnnn><suffix>.parquet`.
@@ -165,7 +170,7 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<Vec<String>, SinkError> {
+    fn commit(&mut self, _done: BatchDone<'_>) -> Result<Vec<String>, SinkError> {
         crate::durable::sync_dir(&self.dir).map_err(io(&self.dir))?;
         Ok(std::mem::take(&mut self.written))
     }

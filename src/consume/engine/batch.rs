@@ -4,21 +4,18 @@
 //! file operation of a topic happens here, on one thread, in this order.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::fetch::{Chunk, Fetched};
 use crate::consume::ConsumeError;
+use crate::consume::bad_records::{BadRecordEntry, BadRecordsPlace};
 use crate::consume::checkpoint::{Checkpoint, CheckpointError, Commit, Plan, Recovered};
 use crate::consume::reconcile::Reconcile;
 use crate::consume::schema::RowDecoder;
 use crate::settings::BadRecordPolicy;
-use crate::sink::{Sink, SinkError};
-
-/// Bad records logged per batch when there is no `_bad_records/` directory (console sink).
-const BAD_RECORDS_LOGGED: usize = 10;
+use crate::sink::{BatchDone, Sink, SinkError};
 
 /// Everything of one topic that lives in files, owned by its file worker.
 pub struct TopicFiles {
@@ -27,8 +24,8 @@ pub struct TopicFiles {
     pub sink: Box<dyn Sink>,
     /// `None` for the console sink, which keeps no state between runs.
     pub checkpoint: Option<Checkpoint>,
-    /// Where bad records go (`OUTPUT/TOPIC/_bad_records/`); `None` logs them instead.
-    pub bad_records_dir: Option<PathBuf>,
+    /// Where bad records go (`OUTPUT/TOPIC/_bad_records/`, or the log).
+    pub bad_records: BadRecordsPlace,
     /// Distinguishes the files of one instance among several.
     pub instance_suffix: String,
     /// Delete this consumer's earlier output and checkpoint before starting (`--overwrite`).
@@ -47,6 +44,17 @@ pub(super) struct BatchOrder {
     pub chunks: mpsc::Receiver<Fetched>,
 }
 
+/// Where a topic's run starts.
+#[derive(Debug, Default)]
+pub(super) struct Resumption {
+    /// The next offset of each partition committed output accounts for (others start at
+    /// `consumer.starting_offsets`).
+    pub next_offsets: BTreeMap<i32, i64>,
+    pub next_batch: u64,
+    /// A planned batch that never committed: replay it first.
+    pub unfinished: Option<Plan>,
+}
+
 /// How a batch ended on the file worker.
 pub(super) enum BatchOutcome {
     /// The output is durable and so is this commit.
@@ -58,45 +66,6 @@ pub(super) enum BatchOutcome {
     Failed(ConsumeError),
 }
 
-/// A bad record as written to `_bad_records/`. The payload is kept exactly, once: as text
-/// when it is UTF-8, else as `payload_base64`; neither when the record has no value. The
-/// reason quotes at most an excerpt of it.
-#[derive(Debug, Clone, Serialize)]
-struct BadRecordEntry {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload_base64: Option<String>,
-    reason: String,
-}
-
-impl BadRecordEntry {
-    fn new(topic: &str, partition: i32, offset: i64, value: Option<&[u8]>, reason: String) -> Self {
-        use base64::Engine as _;
-        let (payload, payload_base64) = match value {
-            None => (None, None),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => (Some(text.to_string()), None),
-                Err(_) => (
-                    None,
-                    Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                ),
-            },
-        };
-        Self {
-            topic: topic.to_string(),
-            partition,
-            offset,
-            payload,
-            payload_base64,
-            reason,
-        }
-    }
-}
-
 /// What decoding a batch's records came to so far.
 #[derive(Default)]
 struct Decoded {
@@ -105,19 +74,39 @@ struct Decoded {
 }
 
 impl TopicFiles {
-    /// Applies `--overwrite`, reads the checkpoint and checks the output against it
-    /// ([`Reconcile`]); nothing to read for the console sink.
-    pub(super) fn recover(&mut self) -> Result<Recovered, ConsumeError> {
+    /// Where the topic resumes: with a checkpoint, `--overwrite` applied, the checkpoint read
+    /// and the output checked against it ([`Reconcile`]); with a sink that keeps its own
+    /// offsets (Delta), what its table records; nothing for the console sink.
+    pub(super) fn recover(&mut self) -> Result<Resumption, ConsumeError> {
         let Some(checkpoint) = &self.checkpoint else {
-            return Ok(Recovered::default());
+            let kept = self.sink.checkpoint().map_err(|e| self.sink_error(e))?;
+            return Ok(kept.map_or_else(Resumption::default, |k| Resumption {
+                next_offsets: k.next_offsets,
+                next_batch: k.next_batch,
+                unfinished: None,
+            }));
         };
         let reconcile = Reconcile {
             topic: self.topic.clone(),
-            bad_records_dir: self.bad_records_dir.clone(),
+            bad_records_dir: self.bad_records.dir().map(Path::to_path_buf),
             suffix: self.instance_suffix.clone(),
             overwrite: self.overwrite,
         };
-        reconcile.run(checkpoint, self.sink.as_mut())
+        let Recovered {
+            last_commit,
+            unfinished,
+        } = reconcile.run(checkpoint, self.sink.as_mut())?;
+        Ok(match last_commit {
+            Some(commit) => Resumption {
+                next_offsets: commit.next_offsets,
+                next_batch: commit.batch + 1,
+                unfinished,
+            },
+            None => Resumption {
+                unfinished,
+                ..Resumption::default()
+            },
+        })
     }
 
     /// Starts `batch` afresh: whatever an earlier attempt of it left (rows in the decoder,
@@ -126,18 +115,9 @@ impl TopicFiles {
     pub(super) fn begin(&mut self, batch: u64) -> Result<(), ConsumeError> {
         self.decoder.finish();
         self.sink.begin(batch).map_err(|e| self.sink_error(e))?;
-        let Some(dir) = &self.bad_records_dir else {
-            return Ok(());
-        };
-        let path = bad_records_path(dir, batch, &self.instance_suffix);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(self.sink_error(SinkError::Io {
-                path: path.display().to_string(),
-                source,
-            })),
-        }
+        self.bad_records
+            .clear(batch, &self.instance_suffix)
+            .map_err(|e| self.sink_error(e))
     }
 
     /// Runs one batch to its commit, or to the first error.
@@ -174,7 +154,11 @@ impl TopicFiles {
         }
         self.flush()?;
         self.keep_bad_records(plan.batch, &decoded.bad)?;
-        let files = self.sink.commit().map_err(|e| self.sink_error(e))?;
+        let done = BatchDone {
+            batch: plan.batch,
+            next_offsets: &next_offsets,
+        };
+        let files = self.sink.commit(done).map_err(|e| self.sink_error(e))?;
         let commit = Commit {
             batch: plan.batch,
             next_offsets,
@@ -232,22 +216,11 @@ impl TopicFiles {
         self.sink.write(&rows).map_err(|e| self.sink_error(e))
     }
 
-    /// Writes the batch's bad records to `_bad_records/`, or logs the first few when there is
-    /// no such directory (console sink).
+    /// Keeps the batch's bad records where the sink's output keeps them.
     fn keep_bad_records(&self, batch: u64, bad: &[BadRecordEntry]) -> Result<(), ConsumeError> {
-        if bad.is_empty() {
-            return Ok(());
-        }
-        match &self.bad_records_dir {
-            Some(dir) => write_bad_records(dir, batch, &self.instance_suffix, bad)
-                .map_err(|e| self.sink_error(e)),
-            None => {
-                for b in bad.iter().take(BAD_RECORDS_LOGGED) {
-                    tracing::warn!(topic = %b.topic, partition = b.partition, offset = b.offset, reason = %b.reason, "bad record skipped");
-                }
-                Ok(())
-            }
-        }
+        self.bad_records
+            .keep(batch, &self.instance_suffix, bad)
+            .map_err(|e| self.sink_error(e))
     }
 
     /// One durable checkpoint write; nothing with no checkpoint (console sink).
@@ -270,30 +243,4 @@ impl TopicFiles {
             source,
         }
     }
-}
-
-/// `_bad_records/batch-<batch><suffix>.jsonl`.
-fn bad_records_path(dir: &Path, batch: u64, suffix: &str) -> PathBuf {
-    dir.join(format!("batch-{batch:08}{suffix}.jsonl"))
-}
-
-/// Writes a batch's bad records, whole or not at all.
-fn write_bad_records(
-    dir: &Path,
-    batch: u64,
-    suffix: &str,
-    bad: &[BadRecordEntry],
-) -> Result<(), SinkError> {
-    let path = bad_records_path(dir, batch, suffix);
-    let mut text = Vec::new();
-    for b in bad {
-        serde_json::to_writer(&mut text, b).expect("bad record entries serialize");
-        text.push(b'\n');
-    }
-    std::fs::create_dir_all(dir)
-        .and_then(|()| crate::durable::write_file(&path, &text))
-        .map_err(|source| SinkError::Io {
-            path: path.display().to_string(),
-            source,
-        })
 }

@@ -27,13 +27,13 @@ use rskafka::client::partition::{OffsetAt, PartitionClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Commit, Plan, Recovered};
+use super::checkpoint::{Commit, Plan};
 use super::lock::Ownership;
 use super::{ConsumeError, TopicSummary};
 use crate::backoff::{Retry, RetryError};
 use crate::settings::{ConsumerSettings, StartingOffsets, Trigger};
 use crate::status::{BatchReport, RunState, TopicStatus};
-use batch::{BatchOrder, BatchOutcome};
+use batch::{BatchOrder, BatchOutcome, Resumption};
 use fetch::fetch_plan;
 use plan::{latest_offsets, next_ranges, offsets, refresh_latest, still_readable};
 use worker::FileWorker;
@@ -112,14 +112,11 @@ async fn consume_topic(
 /// `consumer.starting_offsets`), after replaying the batch it left unfinished.
 async fn resume(job: &TopicJob, worker: &mut FileWorker) -> Result<Progress, ConsumeError> {
     let policy = job.settings.retry_policy();
-    let Recovered {
-        last_commit,
+    let Resumption {
+        next_offsets: mut next,
+        next_batch,
         unfinished,
     } = worker.recover().await?;
-    let mut next: BTreeMap<i32, i64> = last_commit
-        .as_ref()
-        .map(|c| c.next_offsets.clone())
-        .unwrap_or_default();
     let owned: Vec<i32> = job.partitions.iter().map(|c| c.partition()).collect();
     next.retain(|p, _| owned.contains(p));
     if next.len() < owned.len() {
@@ -135,7 +132,7 @@ async fn resume(job: &TopicJob, worker: &mut FileWorker) -> Result<Progress, Con
     job.status.set_committed(&next);
     let mut progress = Progress {
         next,
-        batch: last_commit.as_ref().map_or(0, |c| c.batch + 1),
+        batch: next_batch,
         summary: TopicSummary {
             topic: job.topic.clone(),
             ..TopicSummary::default()

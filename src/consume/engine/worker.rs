@@ -11,14 +11,13 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{BatchOrder, BatchOutcome, TopicFiles};
+use super::batch::{BatchOrder, BatchOutcome, Resumption, TopicFiles};
 use crate::consume::ConsumeError;
-use crate::consume::checkpoint::Recovered;
 
 /// What the topic's loop asks of its file worker.
 enum Request {
-    /// `--overwrite`, then read the checkpoint and check the output against it.
-    Recover(oneshot::Sender<Result<Recovered, ConsumeError>>),
+    /// `--overwrite`, then read where the topic resumes and check the output against it.
+    Recover(oneshot::Sender<Result<Resumption, ConsumeError>>),
     /// Remove what an abandoned attempt of a batch wrote.
     Discard {
         batch: u64,
@@ -61,7 +60,7 @@ impl FileWorker {
         })
     }
 
-    pub(super) async fn recover(&mut self) -> Result<Recovered, ConsumeError> {
+    pub(super) async fn recover(&mut self) -> Result<Resumption, ConsumeError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Recover(reply)).await;
         self.answer(answer).await
