@@ -18,6 +18,8 @@
 #   BENCH_SPARK_RUNS=1          Spark runs (each ~20 s); the median query time is reported
 #   BENCH_SKIP_SPARK=1          kcat only
 #   BENCH_STATUS=1              also factorypal with --status-bind, scraped 10 times a second
+#   BENCH_DELTA=1               also factorypal consume --sink delta (a Delta table on local
+#                               disk, one commit) in the same run
 #   BENCH_MAX_FOREIGN_SHARE=0.05  a run during which other processes (a build, tests) used
 #   BENCH_BUSY_RETRIES=3        more than this share of the cores is repeated, this often
 #   SPARK_DRIVER_MEMORY=1g      heap of Spark's one JVM (driver = executor in local mode)
@@ -288,7 +290,7 @@ fp_variant() {
         scraper=$!
       fi
       measure "$work/fp.rss" "$work/fp-tree.json" "$work/fp-$i.log" \
-        "$bin" -q --config "$cfg" --bootstrap "$bootstrap" consume --sink parquet --topics "$topic" \
+        "$bin" -q --config "$cfg" --bootstrap "$bootstrap" consume --sink "${fp_sink:-parquet}" --topics "$topic" \
         --output "$work/fp-out" --trigger available-now --max-offsets-per-trigger 0 "$@"
       if [[ -n "$scraper" ]]; then kill -TERM "$scraper"; wait "$scraper" || true; fi
       ((measure_rc == 0)) || { cat "$work/fp-$i.log" >&2; die "factorypal consume failed (exit $measure_rc)"; }
@@ -324,6 +326,19 @@ if [[ "${BENCH_STATUS:-0}" == 1 ]]; then
   status_summary="factorypal consume ... --status-bind, scraped 10×/s: $fp_rate records/s (median of $fp_runs: ${fp_rates[*]}), peak RSS $(calc "round($fp_peak_kib / 1024)") MiB (per run, KiB: ${fp_rss[*]}); CPU taken by other processes (s): ${fp_frn[*]}"
   status_scrapes="$(python3 scripts/bench/scrape_status.py --summarize "$work"/scrape-*.json)"
   fp_watch=""
+  read -r fp_rate fp_peak_kib <<<"${plain[0]} ${plain[1]}"
+  read -r -a fp_rates <<<"${plain[2]}"
+  read -r -a fp_rss <<<"${plain[3]}"
+  read -r -a fp_frn <<<"${plain[4]}"
+  fp_rows="${plain[5]}"
+fi
+
+# BENCH_DELTA=1: the same runs into a Delta table (data files + one commit); the rows are
+# counted from the table's data files (pyarrow skips _delta_log/).
+if [[ "${BENCH_DELTA:-0}" == 1 ]]; then
+  plain=("$fp_rate" "$fp_peak_kib" "${fp_rates[*]}" "${fp_rss[*]}" "${fp_frn[*]}" "$fp_rows")
+  fp_sink=delta fp_variant "delta"
+  delta_summary="factorypal consume --sink delta (same flags): $fp_rate records/s (median of $fp_runs: ${fp_rates[*]}), peak RSS $(calc "round($fp_peak_kib / 1024)") MiB (per run, KiB: ${fp_rss[*]}); $fp_rows rows in the table's files; CPU taken by other processes (s): ${fp_frn[*]}"
   read -r fp_rate fp_peak_kib <<<"${plain[0]} ${plain[1]}"
   read -r -a fp_rates <<<"${plain[2]}"
   read -r -a fp_rss <<<"${plain[3]}"
@@ -421,6 +436,9 @@ if [[ "${BENCH_SKIP_SPARK:-0}" != 1 ]]; then
   echo "  peak RSS, /usr/bin/time %M: $(mib "$time_kib") MiB (outlived python, so not in %M: $outlived)"
   echo "  Parquet rows written (pyarrow): $parquet_rows"
   echo "  CPU taken by other processes during each run (s; ~0 = clean): $spark_foreign"
+fi
+if [[ "${BENCH_DELTA:-0}" == 1 ]]; then
+  echo "$delta_summary"
 fi
 if [[ "${BENCH_STATUS:-0}" == 1 ]]; then
   echo "$status_summary"

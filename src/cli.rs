@@ -182,7 +182,7 @@ pub struct ProduceArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Exit 0 once every source stream has ended and every record is committed to Parquet.
+    /// Exit 0 once every source stream has ended and every record is committed to the sink.
     #[arg(long)]
     pub until_drained: bool,
     /// Seconds between records of the built-in API (`api.delay`).

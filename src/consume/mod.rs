@@ -181,18 +181,15 @@ pub enum ConsumeError {
 }
 
 impl ConsumeError {
-    /// Errors a retry of the same batch can cure (a full disk freed, a file system back):
-    /// writing output or the checkpoint. A damaged checkpoint or bad data is not cured by
-    /// waiting.
+    /// Errors a retry of the same batch can cure (a full disk freed, a file system or an
+    /// object store back): writing output or the checkpoint. A damaged checkpoint, bad data
+    /// or another writer on our partitions is not cured by waiting.
     fn is_retriable(&self) -> bool {
-        matches!(
-            self,
-            Self::Sink { .. }
-                | Self::Checkpoint {
-                    source: CheckpointError::Io { .. },
-                    ..
-                }
-        )
+        match self {
+            Self::Sink { source, .. } => source.is_retriable(),
+            Self::Checkpoint { source, .. } => matches!(source, CheckpointError::Io { .. }),
+            _ => false,
+        }
     }
 }
 
