@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: builds, starts a local Apache Kafka on a free port
 # (unless FACTORYPAL_TEST_BOOTSTRAP names a broker already) and, in parallel, a 3-node SASL_SSL
-# cluster (unless FACTORYPAL_TEST_CLUSTER_DIR names the KAFKA_DIR of one), runs `cargo test` (all
-# of it), and stops what it started whatever happens. The last lines are cargo's own test summary.
+# cluster (unless FACTORYPAL_TEST_CLUSTER_DIR names the KAFKA_DIR of one) and an s3proxy, a local
+# S3 (unless FACTORYPAL_TEST_S3_ENV names the s3.env of one), checks the independent Delta reader
+# (scripts/delta-read-selftest.sh), runs `cargo test` (all of it), and stops what it started
+# whatever happens. The last lines are cargo's own test summary.
 #
 # usage: scripts/test.sh [extra cargo test args, e.g. a test name filter]
 set -euo pipefail
@@ -27,17 +29,13 @@ fi
 FACTORYPAL_TEST_CHROMIUM="$(command -v chromium)"
 export FACTORYPAL_TEST_CHROMIUM
 
-# pyarrow and DuckDB read the consumer's Parquet in the tests, prometheus_client's parser reads
-# the status server's /metrics, confluent_kafka (its wheel bundles a current librdkafka; Debian's
-# kcat is too old for Kafka 4's SCRAM) speaks SCRAM to the cluster: independent parts, in a venv
-# of the project's own (cached under target/).
-pyenv="$PWD/target/pyenv"
-if ! "$pyenv/bin/python" -c 'import pyarrow, duckdb, prometheus_client, confluent_kafka' >/dev/null 2>&1; then
-  log "installing pyarrow, duckdb, prometheus_client and confluent_kafka into $pyenv"
-  python3 -m venv "$pyenv"
-  "$pyenv/bin/pip" install -q --disable-pip-version-check pyarrow duckdb prometheus-client confluent-kafka >&2
-fi
-export FACTORYPAL_TEST_PYTHON="$pyenv/bin/python"
+# pyarrow and DuckDB read the consumer's Parquet in the tests, deltalake and DuckDB's delta
+# extension its Delta tables, prometheus_client's parser reads the status server's /metrics,
+# confluent_kafka (its wheel bundles a current librdkafka; Debian's kcat is too old for Kafka 4's
+# SCRAM) speaks SCRAM to the cluster: independent parts, pinned in tests/requirements.txt, in a
+# venv of the project's own (cached in target/pyenv).
+FACTORYPAL_TEST_PYTHON="$(scripts/test-pyenv.sh | tail -n 1)"
+export FACTORYPAL_TEST_PYTHON
 
 # Build first so a compile error shows before any broker starts.
 log "building"
@@ -62,6 +60,8 @@ PY
 single_dir=""
 cluster_dir=""
 cluster_pid=""
+s3_dir=""
+s3_pid=""
 stop_brokers() {
   # A cluster start still under way (the single broker failed first) holds the cluster's lock
   # until its nodes are ready: end it; stop then finds the nodes it launched by their pid files.
@@ -69,12 +69,19 @@ stop_brokers() {
     kill "$cluster_pid" 2>/dev/null || true
     wait "$cluster_pid" 2>/dev/null || true
   fi
+  if [[ -n "$s3_pid" ]] && kill -0 "$s3_pid" 2>/dev/null; then
+    kill "$s3_pid" 2>/dev/null || true
+    wait "$s3_pid" 2>/dev/null || true
+  fi
   # Both at once: each takes seconds to shut down cleanly.
   if [[ -n "$single_dir" ]]; then
     KAFKA_DIR="$single_dir" scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true &
   fi
   if [[ -n "$cluster_dir" ]]; then
     KAFKA_DIR="$cluster_dir" scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true &
+  fi
+  if [[ -n "$s3_dir" ]]; then
+    S3PROXY_DIR="$s3_dir" scripts/s3proxy-local.sh stop --clean >/dev/null 2>&1 || true &
   fi
   wait
 }
@@ -113,6 +120,23 @@ else
   log "using the cluster in $FACTORYPAL_TEST_CLUSTER_DIR"
 fi
 
+# One s3proxy (a local S3, filesystem backend) for the Delta sink's tests on object storage,
+# started in the background too; the tests find its settings in FACTORYPAL_TEST_S3_ENV (the
+# s3.env that scripts/s3proxy-local.sh writes: endpoint, credentials, bucket).
+if [[ -z "${FACTORYPAL_TEST_S3_ENV:-}" ]]; then
+  s3_port="$(free_port "${taken[@]}")"
+  taken+=("$s3_port")
+  s3_dir="$PWD/target/test-s3proxy/$s3_port"
+  log "starting an s3proxy on 127.0.0.1:$s3_port (in the background)"
+  s3_start_s=$SECONDS
+  S3PROXY_PORT="$s3_port" S3PROXY_DIR="$s3_dir" scripts/s3proxy-local.sh start >/dev/null &
+  s3_pid=$!
+  FACTORYPAL_TEST_S3_ENV="$s3_dir/s3.env"
+  export FACTORYPAL_TEST_S3_ENV
+else
+  log "using the s3proxy of $FACTORYPAL_TEST_S3_ENV"
+fi
+
 if [[ -z "${FACTORYPAL_TEST_BOOTSTRAP:-}" ]]; then
   KAFKA_PORT="$(free_port "${taken[@]}")"
   KAFKA_DIR="$PWD/target/test-kafka/$KAFKA_PORT"
@@ -133,6 +157,14 @@ if [[ -n "$cluster_dir" ]]; then
   cluster_pid=""
   log "the 3-node cluster was ready $((SECONDS - cluster_start_s)) s after its start"
 fi
+if [[ -n "$s3_pid" ]]; then
+  wait "$s3_pid" || { s3_pid=""; log "the s3proxy did not start (see above)"; exit 1; }
+  s3_pid=""
+  log "the s3proxy was ready $((SECONDS - s3_start_s)) s after its start"
+fi
+
+# The Delta tests' independent reader, checked on tables the deltalake package writes.
+scripts/delta-read-selftest.sh >/dev/null
 
 log "running cargo test against $FACTORYPAL_TEST_BOOTSTRAP"
 # Unit tests of the library and binary, and every integration test in tests/. (Doc-tests,

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests, by concern: [`process`] (the real binary and
 //! other processes), [`http`] (a real HTTP client, the API in-process), [`kafka`] (the real
-//! broker, kcat, spare brokers), [`cluster`] (the three-broker SASL_SSL cluster), [`data`] (sample data and config files) and [`python`] (the
-//! independent Parquet readers). Every helper is also re-exported here, so tests call
+//! broker, kcat, spare brokers), [`cluster`] (the three-broker SASL_SSL cluster), [`data`] (sample data and config files), [`python`] (the
+//! independent Parquet readers) and [`delta`] (the independent Delta readers, the local S3). Every helper is also re-exported here, so tests call
 //! `common::name` whichever file holds it.
 //!
 //! Every test binary compiles all of this and uses its own subset, so an item one binary does
@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod data;
+pub mod delta;
 pub mod http;
 pub mod kafka;
 pub mod process;
@@ -18,7 +19,7 @@ pub mod python;
 
 // A binary that uses nothing of one file would warn of its unused re-export.
 #[allow(unused_imports)]
-pub use {cluster::*, data::*, http::*, kafka::*, process::*, python::*};
+pub use {cluster::*, data::*, delta::*, http::*, kafka::*, process::*, python::*};
 
 use std::time::Duration;
 
