@@ -45,8 +45,10 @@ def expected_rows(path):
                 continue
             try:
                 record = json.loads(line)
-                row = (int(record["id"]), float(record["val"]), micros(record["time"]))
-            except (ValueError, KeyError, TypeError):
+                if not isinstance(record["id"], int) or not -2**31 <= record["id"] < 2**31:
+                    raise ValueError("id is not an int32")
+                row = (record["id"], float(record["val"]), micros(record["time"]))
+            except (ValueError, KeyError, TypeError, OverflowError):
                 bad += 1
                 continue
             assert row[0] not in rows, f"test data repeats id {row[0]}"

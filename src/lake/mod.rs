@@ -148,6 +148,14 @@ impl TableLocation {
             .map_err(|e| self.error(e))?
             .with_storage_options(self.options.clone());
         let mut table = builder.build().map_err(|e| self.error(e))?;
+        // Asked first: loading a location without a log has delta-rs log an error.
+        if !table
+            .verify_deltatable_existence()
+            .await
+            .map_err(|e| self.error(e))?
+        {
+            return Ok(None);
+        }
         match table.load().await {
             Ok(()) => Ok(Some(table)),
             Err(DeltaTableError::NotATable(_)) => Ok(None),
@@ -217,18 +225,19 @@ impl TableLocation {
         } else {
             Vec::new()
         };
-        let created =
-            DeltaTable::try_from_url_with_storage_options(self.url.clone(), self.options.clone())
-                .await
-                .map_err(|e| self.error(e))?
-                .create()
-                .with_table_name(topic)
-                .with_comment(format!("Kafka topic {topic}, written by factorypal"))
-                .with_columns(columns.iter().cloned())
-                .with_partition_columns(partitions)
-                // Another instance may create it at the same moment: then theirs is used.
-                .with_save_mode(SaveMode::Ignore)
-                .await;
+        let created = DeltaTableBuilder::from_url(self.url.clone())
+            .map_err(|e| self.error(e))?
+            .with_storage_options(self.options.clone())
+            .build()
+            .map_err(|e| self.error(e))?
+            .create()
+            .with_table_name(topic)
+            .with_comment(format!("Kafka topic {topic}, written by factorypal"))
+            .with_columns(columns.iter().cloned())
+            .with_partition_columns(partitions)
+            // Another instance may create it at the same moment: then theirs is used.
+            .with_save_mode(SaveMode::Ignore)
+            .await;
         match created {
             Ok(_) => {}
             Err(DeltaTableError::VersionAlreadyExists(_)) => {}
