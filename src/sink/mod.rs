@@ -2,6 +2,7 @@
 //! of Kafka; the consume engine decides what goes in a batch and when it counts as done.
 
 mod console;
+pub mod day;
 mod parquet;
 
 pub use console::ConsoleSink;
@@ -21,6 +22,24 @@ pub enum SinkError {
     },
     #[error("cannot encode Parquet for {path}: {reason}")]
     Encode { path: String, reason: String },
+    #[error(
+        "cannot partition by day on column `{column}`: {found}; partition_by_day must name a \
+         timestamp column of the topic's schema"
+    )]
+    NoDayColumn { column: String, found: String },
+    #[error(
+        "the rows already have a `{column}` column, the name of the day partition: rename it in \
+         the topic's schema, or remove partition_by_day"
+    )]
+    DateColumnTaken { column: &'static str },
+    #[error("{rows} rows in one batch are too many to split by day (at most 2^32)")]
+    TooManyRows { rows: usize },
+    #[error("Arrow failed {what}: {source}")]
+    Arrow {
+        what: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
 }
 
 /// A data file an earlier run left in a sink's output.
