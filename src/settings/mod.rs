@@ -360,6 +360,7 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         let schema = |cols: &[(&str, ColumnType)]| ConsumerTopic {
             schema: cols.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            partition_by_day: None,
         };
         Self {
             output: PathBuf::from("database"),
@@ -416,4 +417,11 @@ impl ConsumerSettings {
 #[serde(deny_unknown_fields)]
 pub struct ConsumerTopic {
     pub schema: IndexMap<String, ColumnType>,
+    /// A `timestamp` column of `schema` whose UTC day (`YYYY-MM-DD`) partitions the output:
+    /// `OUTPUT/TOPIC/date=2021-06-22/part-....parquet` (rows without a time under
+    /// `date=__HIVE_DEFAULT_PARTITION__`), the Hive layout pyarrow, DuckDB and Spark read as a
+    /// `date` column. Unset: one flat directory. The schema itself may not have a `date`
+    /// column then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_by_day: Option<String>,
 }
