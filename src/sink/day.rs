@@ -34,7 +34,10 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// Correct for every `i64`, before 1970 too (a negative value's day is the one it falls in,
 /// not the one it rounds towards). Years outside 0000–9999 are written as ISO 8601's
 /// expanded form with a sign (`+10000-01-01`, `-0001-12-31`), as chrono does.
-#[allow(dead_code, reason = "for the Delta sink and messages; the Parquet sink splits by day")]
+#[allow(
+    dead_code,
+    reason = "for the Delta sink and messages; the Parquet sink splits by day"
+)]
 pub fn utc_day(micros: i64) -> String {
     format_day(day_number(micros))
 }
@@ -149,7 +152,10 @@ pub fn split_by_day(rows: &RecordBatch, column: &str) -> Result<Vec<DayRows>, Si
 /// `rows` with a nullable Utf8 column [`DATE_COLUMN`] appended: the UTC day of each row's
 /// timestamp `column` (`YYYY-MM-DD`), null where the time is null. For a table format that
 /// partitions by a column of its own (Delta).
-#[allow(dead_code, reason = "the Delta sink's; the Parquet sink keeps the date in the path")]
+#[allow(
+    dead_code,
+    reason = "the Delta sink's; the Parquet sink keeps the date in the path"
+)]
 pub fn with_date_column(rows: &RecordBatch, column: &str) -> Result<RecordBatch, SinkError> {
     if rows.schema().column_with_name(DATE_COLUMN).is_some() {
         return Err(SinkError::DateColumnTaken {
