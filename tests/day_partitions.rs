@@ -220,6 +220,54 @@ fn sigkills_and_a_rerun_leave_every_record_once_in_its_day() {
     eprintln!("{kills} SIGKILLs; every record once, each on its day: {summary}");
 }
 
+#[test]
+fn files_in_day_directories_count_for_the_start_up_check_and_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = payloads(dir.path(), 5, 2000);
+    let topic = topic_of(&lines, 1);
+    write_config(dir.path(), &topic);
+    let run = |per_trigger: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--topics",
+            &topic,
+            "--trigger",
+            "available-now",
+            "--max-offsets-per-trigger",
+            per_trigger,
+        ];
+        args.extend(extra);
+        run_with_timeout(
+            &mut configured(dir.path(), "consume", &args),
+            Duration::from_secs(180),
+        )
+    };
+    let out = run("500", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(dir.path(), &topic);
+
+    // The checkpoint moved away: the files in the day directories are unaccounted for.
+    let topic_dir = dir.path().join("out").join(&topic);
+    std::fs::rename(topic_dir.join("_checkpoint"), dir.path().join("moved")).unwrap();
+    let out = run("700", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    // The message names the topic directory (as given: relative), not one day's.
+    let holds = format!("out/{topic} holds");
+    for part in [
+        holds.as_str(),
+        "does not account for",
+        "/date=",
+        "--overwrite",
+    ] {
+        assert!(err.contains(part), "{part:?} missing: {err}");
+    }
+    // --overwrite deletes them from every day directory and starts over: each record once.
+    let out = run("700", &["--overwrite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = check(dir.path(), &topic);
+    assert_eq!(summary["pyarrow"], 2000, "{summary}");
+}
+
 /// A config whose one topic has `schema` and `partition_by_day = "{column}"`.
 fn bad_config(dir: &Path, schema: &str, column: &str) {
     let text = format!(
