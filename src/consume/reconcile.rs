@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use super::ConsumeError;
 use super::checkpoint::{Checkpoint, Recovered};
+use crate::sink::day::DATE_COLUMN;
 use crate::sink::{ExistingFile, Sink, SinkError};
 
 /// What the start-up check needs besides the checkpoint and the sink.
@@ -123,11 +124,7 @@ impl Reconcile {
         };
         Err(ConsumeError::UnaccountedOutput {
             topic: self.topic.clone(),
-            dir: first
-                .path
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            dir: topic_dir_of(&first.path).display().to_string(),
             count: unaccounted.len(),
             first: first.path.display().to_string(),
             why,
@@ -165,5 +162,18 @@ impl Reconcile {
             }
         }
         Ok(found)
+    }
+}
+
+/// The topic directory holding a data file: its directory, or that directory's parent for a
+/// file in a day partition (`date=2021-06-22/`).
+fn topic_dir_of(file: &Path) -> &Path {
+    let dir = file.parent().unwrap_or(Path::new(""));
+    let in_day = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{DATE_COLUMN}=")));
+    match dir.parent() {
+        Some(topic_dir) if in_day => topic_dir,
+        _ => dir,
     }
 }

@@ -205,7 +205,8 @@ fn parquet_output(
     .map_err(|source| ConsumeError::Sink {
         topic: topic.to_string(),
         source,
-    })?;
+    })?
+    .with_partition_by_day(consumer.topics[topic].partition_by_day.clone());
     Ok(Output {
         sink: Box::new(sink),
         checkpoint: Some(checkpoint),

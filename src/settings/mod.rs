@@ -436,7 +436,11 @@ impl ConsumerSettings {
 #[serde(deny_unknown_fields)]
 pub struct ConsumerTopic {
     pub schema: IndexMap<String, ColumnType>,
-    /// A timestamp column whose UTC day partitions the output (`date=YYYY-MM-DD`).
+    /// A `timestamp` column of `schema` whose UTC day (`YYYY-MM-DD`) partitions the output:
+    /// `OUTPUT/TOPIC/date=2021-06-22/part-....parquet` (rows without a time under
+    /// `date=__HIVE_DEFAULT_PARTITION__`), the Hive layout pyarrow, DuckDB and Spark read as a
+    /// `date` column. Unset: one flat directory. The schema itself may not have a `date`
+    /// column then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_by_day: Option<String>,
 }

@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 
-use super::{KafkaSettings, Settings, SinkKind};
+use super::{ColumnType, ConsumerTopic, KafkaSettings, Settings, SinkKind};
 use crate::excerpt::Excerpt;
+use crate::sink::day::DATE_COLUMN;
 
 /// A loaded value that breaks a rule.
 #[derive(Debug)]
@@ -109,6 +110,60 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
                 ),
             ));
         }
+        validate_partition_by_day(topic, t)?;
+    }
+    Ok(())
+}
+
+/// `partition_by_day` names a `timestamp` column of the topic's schema, and the schema has no
+/// column of the partition's name (`date`), which readers would confuse with the partition.
+fn validate_partition_by_day(topic: &str, t: &ConsumerTopic) -> Result<(), Invalid> {
+    let Some(column) = &t.partition_by_day else {
+        return Ok(());
+    };
+    let key = format!("consumer.topics.{topic}.partition_by_day");
+    let columns = || {
+        t.schema
+            .iter()
+            .map(|(name, kind)| format!("{name} ({kind})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match t.schema.get(column) {
+        None => {
+            return Err(invalid(
+                &key,
+                format!(
+                    "topic {} has no column {}: name one of its timestamp columns; its columns are {}",
+                    Excerpt(topic),
+                    Excerpt(column),
+                    columns()
+                ),
+            ));
+        }
+        Some(kind) if *kind != ColumnType::Timestamp => {
+            return Err(invalid(
+                &key,
+                format!(
+                    "column {} of topic {} is {kind}, not a timestamp: name one of its timestamp columns; its columns are {}",
+                    Excerpt(column),
+                    Excerpt(topic),
+                    columns()
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    if t.schema.contains_key(DATE_COLUMN) {
+        return Err(invalid(
+            &key,
+            format!(
+                "topic {} has a column named `{DATE_COLUMN}`, the name of the day partition \
+                 partition_by_day adds: rename that column in the topic's schema, or remove \
+                 partition_by_day",
+                Excerpt(topic),
+            ),
+        ));
     }
     Ok(())
 }

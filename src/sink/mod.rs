@@ -36,6 +36,24 @@ pub enum SinkError {
         found: String,
         expected: String,
     },
+    #[error(
+        "cannot partition by day on column `{column}`: {found}; partition_by_day must name a \
+         timestamp column of the topic's schema"
+    )]
+    NoDayColumn { column: String, found: String },
+    #[error(
+        "the rows already have a `{column}` column, the name of the day partition: rename it in \
+         the topic's schema, or remove partition_by_day"
+    )]
+    DateColumnTaken { column: &'static str },
+    #[error("{rows} rows in one batch are too many to split by day (at most 2^32)")]
+    TooManyRows { rows: usize },
+    #[error("Arrow failed {what}: {source}")]
+    Arrow {
+        what: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
 }
 
 impl SinkError {
@@ -45,7 +63,11 @@ impl SinkError {
         match self {
             Self::Io { .. } | Self::Encode { .. } => true,
             Self::Lake(error) => error.is_retriable(),
-            Self::Taken { .. } => false,
+            Self::Taken { .. }
+            | Self::NoDayColumn { .. }
+            | Self::DateColumnTaken { .. }
+            | Self::TooManyRows { .. }
+            | Self::Arrow { .. } => false,
         }
     }
 }
