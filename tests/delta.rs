@@ -265,7 +265,7 @@ fn every_record_lands_once_with_exact_values_on_s3() {
 fn survives_sigkills(lake: Lake, kills: usize) {
     let dir = tempfile::tempdir().unwrap();
     let topic = metrics_topic(dir.path(), 3, 200_000);
-    write_config(dir.path(), &topic, true, "max_offsets_per_trigger = 9000");
+    write_config(dir.path(), &topic, true, "max_offsets_per_trigger = 4000");
     // The poller waits for the table the first consumer creates.
     let summary = dir.path().join("poll.json");
     let poller = delta_poller(&lake.table(&topic), 900, &summary, &["id"]);
@@ -292,7 +292,7 @@ fn survives_sigkills(lake: Lake, kills: usize) {
     let out = lake.consume(dir.path(), &topic, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     send_signal(poller.child.id(), "TERM");
-    let (status, _, err) = poller.finish(Duration::from_secs(120));
+    let (status, _, err) = poller.finish(Duration::from_secs(300));
     let polled: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert!(
@@ -300,9 +300,14 @@ fn survives_sigkills(lake: Lake, kills: usize) {
         "the poller saw a violation: {err} {polled}"
     );
     assert_eq!(polled["violations"], serde_json::json!([]), "{polled}");
+    let versions = polled["versions"].as_array().map_or(0, Vec::len);
     assert!(
-        polled["versions"].as_u64().unwrap() >= 10,
-        "the poller saw too few versions to mean anything: {polled}"
+        versions >= 10 && polled["max_rows"].as_u64().unwrap() > 0,
+        "the poller saw too little to mean anything: {polled}"
+    );
+    eprintln!(
+        "{killed} kills; the poller checked {versions} versions, up to {} rows",
+        polled["max_rows"]
     );
     assert_exactly_once(dir.path(), &lake, &topic, true);
 }
