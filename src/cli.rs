@@ -255,8 +255,9 @@ pub struct ConsumeArgs {
     /// Be instance I of N: partitions p with p % N == I.
     #[arg(long, value_name = "I/N")]
     pub instance: Option<String>,
-    /// Delete this consumer's earlier output, bad records and checkpoint of each topic first,
-    /// and start over from consumer.starting_offsets.
+    /// Delete this consumer's earlier output, bad records and checkpoint of each topic first
+    /// (delta: the whole table, so only without --instance/--partitions), and start over from
+    /// consumer.starting_offsets.
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]

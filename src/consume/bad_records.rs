@@ -124,26 +124,42 @@ impl BadRecordsPlace {
                     }),
                 }
             }
-            Self::Store {
-                store,
-                runtime,
-                display,
-            } => {
-                let path = ObjectPath::from(format!("{BAD_RECORDS_DIR}/{name}"));
-                match runtime.block_on(store.delete(&path)) {
-                    Ok(()) | Err(ObjectStoreError::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(store_error(display, &name, e)),
-                }
-            }
+            // Left to `keep`: beside a Delta table, a retry may find its batch already
+            // committed (the answer to the commit was lost), and that batch's file must stay.
+            Self::Store { .. } => Ok(()),
         }
     }
 
-    /// Keeps a batch's bad records, whole or not at all.
-    pub fn keep(&self, batch: u64, suffix: &str, bad: &[BadRecordEntry]) -> Result<(), SinkError> {
-        if bad.is_empty() {
-            return Ok(());
+    /// Deletes an object if it is there.
+    fn delete_object(
+        store: &deltalake::logstore::ObjectStoreRef,
+        runtime: &Handle,
+        display: &str,
+        name: &str,
+    ) -> Result<(), SinkError> {
+        let path = ObjectPath::from(format!("{BAD_RECORDS_DIR}/{name}"));
+        match runtime.block_on(store.delete(&path)) {
+            Ok(()) | Err(ObjectStoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(display, name, e)),
         }
+    }
+
+    /// Keeps a batch's bad records, whole or not at all. Beside a Delta table this replaces
+    /// (or, with none, removes) what an uncommitted earlier attempt of the batch kept: the
+    /// same batch tried again reads the same records, so a committed batch's file is only
+    /// ever rewritten with the same content.
+    pub fn keep(&self, batch: u64, suffix: &str, bad: &[BadRecordEntry]) -> Result<(), SinkError> {
         let name = Self::file_name(batch, suffix);
+        if bad.is_empty() {
+            return match self {
+                Self::Store {
+                    store,
+                    runtime,
+                    display,
+                } => Self::delete_object(store, runtime, display, &name),
+                _ => Ok(()),
+            };
+        }
         let mut text = Vec::new();
         for b in bad {
             serde_json::to_writer(&mut text, b).expect("bad record entries serialize");

@@ -76,6 +76,10 @@ pub enum ConsumeError {
     },
     #[error("topic {topic}: this instance owns no partition (the topic has {count})")]
     NothingOwned { topic: String, count: i32 },
+    #[error(
+        "topic {topic}: --overwrite with --sink delta deletes the whole table, which other instances share; run it once without --instance/--partitions (with every consumer of the table stopped), then start the instances"
+    )]
+    OverwriteShared { topic: String },
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     #[error("topic {topic}: {source}")]
@@ -198,9 +202,10 @@ impl crate::failure::Classify for ConsumeError {
     /// name, however deep in a Kafka error.
     fn is_usage(&self) -> bool {
         match self {
-            Self::NoSchema { .. } | Self::NoSuchPartition { .. } | Self::NothingOwned { .. } => {
-                true
-            }
+            Self::NoSchema { .. }
+            | Self::NoSuchPartition { .. }
+            | Self::NothingOwned { .. }
+            | Self::OverwriteShared { .. } => true,
             Self::Kafka(error) => crate::failure::Classify::is_usage(error),
             _ => false,
         }

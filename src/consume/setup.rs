@@ -234,6 +234,11 @@ fn delta_output(
     let location =
         TableLocation::for_topic(&consumer.output, topic, &settings.storage).map_err(lake_error)?;
     let runtime = tokio::runtime::Handle::current();
+    if options.overwrite && options.partitions != PartitionSelection::All {
+        return Err(ConsumeError::OverwriteShared {
+            topic: topic.to_string(),
+        });
+    }
     if options.overwrite {
         runtime
             .block_on(location.delete_table())

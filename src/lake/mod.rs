@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Once;
 
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{DataType, PrimitiveType, StructField};
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStoreError};
 use indexmap::IndexMap;
 use url::Url;
 
@@ -63,15 +64,36 @@ impl LakeError {
     }
 }
 
-/// Whether a delta-rs error may pass with time: storage and I/O trouble, a commit that lost a
-/// race more often than the retries allowed.
+/// Whether a delta-rs error may pass with time: storage that did not answer or failed,
+/// a commit that lost a race more often than delta-rs retried, a log read that broke off.
+/// A store that refused us (credentials, a missing bucket, a bad path), found anywhere in
+/// the error's chain, does not change its mind; nor does a table that is not what we expect.
 pub fn is_retriable(error: &DeltaTableError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = next {
+        if let Some(store) = cause.downcast_ref::<ObjectStoreError>() {
+            return !matches!(
+                store,
+                ObjectStoreError::NotFound { .. }
+                    | ObjectStoreError::PermissionDenied { .. }
+                    | ObjectStoreError::Unauthenticated { .. }
+                    | ObjectStoreError::InvalidPath { .. }
+                    | ObjectStoreError::NotSupported { .. }
+                    | ObjectStoreError::NotImplemented { .. }
+                    | ObjectStoreError::UnknownConfigurationKey { .. }
+            );
+        }
+        next = cause.source();
+    }
     matches!(
         error,
-        DeltaTableError::ObjectStore { .. }
-            | DeltaTableError::Io { .. }
+        DeltaTableError::Io { .. }
             | DeltaTableError::Transaction { .. }
             | DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::KernelError(_)
+            | DeltaTableError::Kernel { .. }
+            | DeltaTableError::Generic(_)
+            | DeltaTableError::GenericError { .. }
     )
 }
 
@@ -235,13 +257,17 @@ impl TableLocation {
             .with_comment(format!("Kafka topic {topic}, written by factorypal"))
             .with_columns(columns.iter().cloned())
             .with_partition_columns(partitions)
-            // Another instance may create it at the same moment: then theirs is used.
             .with_save_mode(SaveMode::Ignore)
+            // Another instance may create it at the same moment: then theirs is used. Without
+            // this, delta-rs would retry ours as version 1 over theirs, a second table id.
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
-        match created {
-            Ok(_) => {}
-            Err(DeltaTableError::VersionAlreadyExists(_)) => {}
-            Err(e) => return Err(self.error(e)),
+        if let Err(error) = created {
+            // Lost the race, or failed: if a table is there now, it is the one to use.
+            if let Some(table) = self.open().await? {
+                return Ok(table);
+            }
+            return Err(self.error(error));
         }
         tracing::info!(table = %self.display(), "created Delta table");
         self.open().await?.ok_or_else(|| {

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
-use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
@@ -34,8 +34,9 @@ use super::{BatchDone, ExistingFile, Sink, SinkCheckpoint, SinkError};
 use crate::lake::TableLocation;
 
 /// Commits delta-rs tries again on a newer table version after losing a race with another
-/// writer whose changes do not conflict (other instances' appends, `compact`).
-const COMMIT_RETRIES: usize = 100;
+/// writer whose changes do not conflict (other instances' appends, `compact`). It retries
+/// without a pause; past this the engine retries the batch with its own backoff.
+const COMMIT_RETRIES: usize = 15;
 
 pub struct DeltaSink {
     runtime: Handle,
@@ -169,14 +170,28 @@ impl DeltaSink {
             epoch_id: done.batch as i64,
         };
         let snapshot = self.table.snapshot().map_err(|e| self.delta_error(e))?;
-        let finalized = CommitBuilder::default()
-            .with_actions(actions)
+        // A checkpoint every `delta.checkpointInterval` commits (100 by default) keeps opening
+        // the table and finding our txn versions cheap; old log files are left to `compact`.
+        let properties = CommitProperties::default()
             .with_max_retries(COMMIT_RETRIES)
+            .with_create_checkpoint(true)
+            .with_cleanup_expired_logs(Some(false));
+        let landed = CommitBuilder::from(properties)
+            .with_actions(actions)
             .build(Some(snapshot), self.table.log_store(), operation)
+            .into_prepared_commit_future()
             .await
-            .map_err(|e| self.delta_error(e.into()))?;
-        tracing::debug!(table = %self.location.display(), version = finalized.version(), batch = done.batch, "Delta commit");
+            .map_err(|e| self.delta_error(e))?
+            .await
+            .map_err(|e| self.delta_error(e))?;
+        // The batch counts from here: what follows (the checkpoint) is upkeep, and its failure
+        // must not make a committed batch look failed.
+        let version = landed.version;
         self.committed = ours;
+        if let Err(error) = landed.await {
+            tracing::warn!(table = %self.location.display(), version, %error, "batch committed, but writing a Delta checkpoint failed; the next one is tried at the next checkpoint interval");
+        }
+        tracing::debug!(table = %self.location.display(), version, batch = done.batch, "Delta commit");
         Ok(names)
     }
 

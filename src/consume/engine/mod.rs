@@ -309,7 +309,7 @@ fn committed(
         rows,
         bad_records,
     } = commit;
-    tracing::info!(topic = %job.topic, batch, rows, bad_records, files = files.len(), "batch committed");
+    tracing::info!(topic = %job.topic, batch, rows, bad_records, files = files.len(), duration_ms = duration.as_millis() as u64, "batch committed");
     job.status.record_batch(&BatchReport {
         batch,
         ranges: &plan.ranges,
