@@ -389,7 +389,12 @@ mod tests {
         sink.write(&day_rows(&[Some(day + 1), Some(-1), None, Some(day)]))
             .unwrap();
         sink.write(&day_rows(&[Some(-5)])).unwrap();
-        let names = sink.commit().unwrap();
+        let names = sink
+            .commit(BatchDone {
+                batch: 0,
+                next_offsets: &Default::default(),
+            })
+            .unwrap();
         assert_eq!(
             names,
             [
@@ -439,7 +444,14 @@ mod tests {
                 .join("date=1970-01-02/part-00000001-0000.parquet")
                 .exists()
         );
-        assert_eq!(sink.commit().unwrap(), Vec::<String>::new());
+        assert_eq!(
+            sink.commit(BatchDone {
+                batch: 0,
+                next_offsets: &Default::default()
+            })
+            .unwrap(),
+            Vec::<String>::new()
+        );
         // An instance finds the all-partitions consumer's nested files; --overwrite removes them.
         let mut other = open("-i0of2");
         let files = other.existing().unwrap();
@@ -465,6 +477,13 @@ mod tests {
         sink.begin(3).unwrap();
         sink.write(&day_rows(&[Some(0), Some(86_400_000_000 * 400)]))
             .unwrap();
-        assert_eq!(sink.commit().unwrap(), ["part-00000003-0000.parquet"]);
+        assert_eq!(
+            sink.commit(BatchDone {
+                batch: 0,
+                next_offsets: &Default::default()
+            })
+            .unwrap(),
+            ["part-00000003-0000.parquet"]
+        );
     }
 }
