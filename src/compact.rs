@@ -510,7 +510,7 @@ impl Compactor {
             .await;
         let version = match committed {
             Ok(finalized) => finalized.version(),
-            Err(error) => return Err(self.commit_error(error.into())),
+            Err(error) => return Err(self.commit_error(error)),
         };
         self.report.commits += 1;
         // The next commit's conflict check starts at our own version.

@@ -204,7 +204,7 @@ fn parse_span(text: &str) -> Option<Duration> {
 fn format_span(span: Duration) -> String {
     let secs = span.as_secs();
     if span.subsec_nanos() != 0 {
-        return if span.subsec_nanos() % 1_000_000 == 0 {
+        return if span.subsec_nanos().is_multiple_of(1_000_000) {
             format!("{}ms", span.as_millis())
         } else {
             format!("{}s", span.as_secs_f64())
@@ -326,7 +326,7 @@ impl fmt::Display for ByteSize {
             ("MiB", 1 << 20),
             ("KiB", 1 << 10),
         ] {
-            if self.0 % scale == 0 {
+            if self.0.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", self.0 / scale);
             }
         }

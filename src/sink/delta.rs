@@ -174,7 +174,7 @@ impl DeltaSink {
             .with_max_retries(COMMIT_RETRIES)
             .build(Some(snapshot), self.table.log_store(), operation)
             .await
-            .map_err(|e| self.delta_error(e.into()))?;
+            .map_err(|e| self.delta_error(e))?;
         tracing::debug!(table = %self.location.display(), version = finalized.version(), batch = done.batch, "Delta commit");
         self.committed = ours;
         Ok(names)
