@@ -1,8 +1,14 @@
 """Independent Delta readers and writers for tests/compact.rs and scripts/bench-compact.sh.
 
-  make TABLE FILES ROWS_PER_FILE   many small appends with the `deltalake` package, partitioned
-                                   by `date` (each file's rows in one UTC day, three days)
+  make TABLE FILES ROWS_PER_FILE [DAYS]   many small appends with the `deltalake` package,
+                                   partitioned by `date` (each file's rows in one UTC day; files
+                                   go round DAYS days, default 3)
+  bulk TABLE FILES ROWS_PER_FILE   the same shape fast, for benchmarks: FILES Parquet files of
+                                   one day written by pyarrow, made a Delta table in one commit
+                                   (convert_to_deltalake)
   read TABLE                       JSON: what the Python `deltalake` reader and DuckDB see
+  query TABLE RUNS                 JSON: DuckDB's count(*), avg(val) over the active files, and
+                                   the median time of RUNS runs (opening the files included)
   log TABLE                        JSON: every commit's operation and its actions' dataChange
   orphan TABLE SECONDS_OLD         copy an active file to a new untracked name (a write in
                                    flight), its mtime SECONDS_OLD in the past; prints its path
@@ -18,12 +24,12 @@ import time
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, Field, Schema, write_deltalake
 
 DAY = 86_400_000_000  # microseconds
 
 
-def make(table, files, rows):
+def make(table, files, rows, days=3):
     schema = pa.schema(
         [
             ("id", pa.int32()),
@@ -34,7 +40,7 @@ def make(table, files, rows):
     )
     start = 1_624_320_000 * 1_000_000  # 2021-06-22T00:00:00Z
     for f in range(files):
-        day = f % 3
+        day = f % days
         ids = [f * rows + i for i in range(rows)]
         batch = pa.table(
             {
@@ -46,6 +52,30 @@ def make(table, files, rows):
             schema=schema,
         )
         write_deltalake(table, batch, mode="append", partition_by=["date"])
+
+
+def bulk(table, files, rows):
+    import pyarrow.parquet as pq
+    from deltalake import convert_to_deltalake
+
+    start = 1_624_320_000 * 1_000_000
+    part = os.path.join(table, "date=2021-06-22")
+    os.makedirs(part, exist_ok=True)
+    for f in range(files):
+        ids = [f * rows + i for i in range(rows)]
+        batch = pa.table(
+            {
+                "id": pa.array(ids, pa.int32()),
+                "val": pa.array([i * 0.1 + 1e-9 for i in ids], pa.float64()),
+                "time": pa.array([start + i * 10_000 for i in ids], pa.timestamp("us", tz="UTC")),
+            }
+        )
+        pq.write_table(batch, os.path.join(part, f"part-{f:05d}.snappy.parquet"), compression="snappy")
+    convert_to_deltalake(
+        table,
+        partition_by=Schema([Field("date", "string")]),
+        partition_strategy="hive",
+    )
 
 
 def digest(rows):
@@ -111,6 +141,22 @@ def read(table):
     print(json.dumps(report))
 
 
+def query(table, runs):
+    files = DeltaTable(table).file_uris()
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    times = []
+    for _ in range(runs):
+        con = duckdb.connect()  # a fresh connection: no cached metadata
+        started = time.perf_counter()
+        count, avg = con.sql(
+            f"SELECT count(*), avg(val) FROM read_parquet([{listing}])"
+        ).fetchone()
+        times.append(time.perf_counter() - started)
+        con.close()
+    times.sort()
+    print(json.dumps({"files": len(files), "count": count, "avg": avg, "seconds": times[len(times) // 2]}))
+
+
 def log(table):
     commits = []
     for path in sorted(glob.glob(os.path.join(table, "_delta_log", "*.json"))):
@@ -144,9 +190,13 @@ def orphan(table, seconds_old):
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "make":
-        make(args[0], int(args[1]), int(args[2]))
+        make(args[0], int(args[1]), int(args[2]), *(int(a) for a in args[3:4]))
+    elif cmd == "bulk":
+        bulk(args[0], int(args[1]), int(args[2]))
     elif cmd == "read":
         read(args[0])
+    elif cmd == "query":
+        query(args[0], int(args[1]))
     elif cmd == "log":
         log(args[0])
     elif cmd == "orphan":
