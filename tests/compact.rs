@@ -436,3 +436,49 @@ fn usage_errors_exit_2_and_a_topic_without_a_table_is_skipped() {
     let line = compact_ok(dir.path(), &[]);
     assert!(line.contains("known: no Delta table at"), "{line}");
 }
+
+#[test]
+fn run_compacts_on_its_interval_while_the_pipeline_runs() {
+    let data = common::sample_data(3000, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let (metrics, workorder) = (unique_topic("compact-run-m"), unique_topic("compact-run-w"));
+    common::write_run_config(
+        dir.path(),
+        data.path(),
+        &metrics,
+        &workorder,
+        "sink = \"delta\"\ntrigger = \"200ms\"\nmax_offsets_per_trigger = 50\n\
+         compact_interval = \"1s\"\ncompact_target_file_size = \"1MB\"\nvacuum_retention = \"0s\"",
+    );
+    let mut run = Spawned::start(factorypal(dir.path()).args([
+        "--config",
+        "c.toml",
+        "--bootstrap",
+        &bootstrap(),
+        "run",
+        "--delay",
+        "0",
+    ]));
+    let table = dir.path().join("out").join(&metrics);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let optimized = table.join("_delta_log").exists()
+            && log(&table).iter().any(|c| c["operation"] == "OPTIMIZE");
+        if optimized && read(&table)["rows"] == 3000 {
+            break;
+        }
+        assert!(run.is_running(), "run ended: {}", run.log("err"));
+        assert!(
+            Instant::now() < deadline,
+            "no compaction seen: {}",
+            run.log("err")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    send_signal(run.child.id(), "TERM");
+    let (status, _, err) = run.finish(LIMIT);
+    assert!(status.success(), "run failed: {err}");
+    let report = read(&table);
+    assert_eq!(report["rows"], 3000, "every record once: {report}");
+    assert_eq!(report["duckdb_digest"], report["digest"]);
+}
