@@ -122,6 +122,12 @@ pub enum Command {
         after_help = "Examples:\n  factorypal run --until-drained --delay 0      # everything in data_source/ to Parquet, then exit\n  factorypal run --status-bind 127.0.0.1:8080   # as a daemon, until Ctrl-C; watch http://127.0.0.1:8080/"
     )]
     Run(RunArgs),
+    /// Rewrite each Delta table's small files into files near the target size (one Delta
+    /// commit, safe while `consume` appends), then vacuum files removed long enough ago.
+    #[command(
+        after_help = "Examples:\n  factorypal compact                                   # every topic in [consumer.topics]\n  factorypal compact --topics metrics --target-file-size 64MB --vacuum-retention 1d\n  factorypal compact --output s3://plant/lake"
+    )]
+    Compact(CompactArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
     #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
     GenData(GenDataArgs),
@@ -262,6 +268,32 @@ pub struct ConsumeArgs {
     pub overwrite: bool,
     #[command(flatten)]
     pub status: StatusArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Topics whose tables to compact (default: every topic in [consumer.topics]).
+    #[arg(long, value_delimiter = ',', value_name = "TOPIC,...")]
+    pub topics: Option<Vec<String>>,
+    /// Output root holding the tables, a directory or `s3://BUCKET/PREFIX` (`consumer.output`).
+    #[arg(long = "output", id = "consumer.output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Size to rewrite small files into: `128MB`, `64MiB`, `1GB`, or bytes
+    /// (`consumer.compact_target_file_size`).
+    #[arg(
+        long = "target-file-size",
+        id = "consumer.compact_target_file_size",
+        value_name = "SIZE"
+    )]
+    pub target_file_size: Option<String>,
+    /// Delete files removed from the table longer ago than this: `7d`, `12h`, `0s`
+    /// (`consumer.vacuum_retention`). Untracked files need at least an hour.
+    #[arg(
+        long = "vacuum-retention",
+        id = "consumer.vacuum_retention",
+        value_name = "SPAN"
+    )]
+    pub vacuum_retention: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

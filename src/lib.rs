@@ -27,6 +27,8 @@
 //! * [`produce`]: API streams → Kafka (plan → prepare → writers → pump; see its docs).
 //! * [`consume`]: Kafka → Arrow micro-batches → `sink`s, one loop and one file-worker thread
 //!   per topic (see its docs).
+//! * [`compact`]: rewrites a Delta table's small files into big ones and vacuums, safe while
+//!   the consumer appends (see its docs for why, and for the vacuum's 1-hour orphan floor).
 //! * [`run`]: all of it in one process, stopping as one.
 //! * [`status`]: live counters and offsets, served by `--status-bind`.
 //! * Shared, private: `backoff` (retry timing and the one retry decision, `Retry::pause`),
@@ -72,6 +74,7 @@ pub mod admin;
 pub mod api;
 mod backoff;
 pub mod cli;
+pub mod compact;
 pub mod consume;
 mod durable;
 mod excerpt;

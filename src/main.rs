@@ -72,6 +72,9 @@ fn run(cli: Cli, sources: &SettingsSources) -> Result<(), Failure> {
                 serve_while(status_bind, &status, work).await?;
                 Ok(())
             }
+            Command::Compact(args) => {
+                Ok(factorypal::compact::run(&settings, args.topics.as_deref()).await?)
+            }
             Command::GenData(args) => {
                 let written =
                     gen_data::generate(&args.out, args.seed, args.metrics, args.workorders)

@@ -5,6 +5,9 @@
 //! stream has ended and everything produced is committed to Parquet: the producers finish, the
 //! running consumers finish their batch, and one last `available-now` pass drains the rest.
 //!
+//! With the Delta sink and `consumer.compact_interval` set, a task compacts every table each
+//! interval meanwhile; its failures are logged and never stop the pipeline.
+//!
 //! A failure stops the whole run at once: when a producer source or a consumer topic fails,
 //! the producers stop reading and write what they read, the consumers commit the batch they
 //! hold, the API stops, and the run exits with that first failure. What the stop makes fail
@@ -88,9 +91,13 @@ pub async fn run(
     let api = BuiltInApi::start(&mut settings, &shutdown).await?;
     create_consumed_topics(&settings).await?;
 
+    let compacting = ScheduledCompaction::start(&settings, &shutdown);
     let mut outcome = run_pipeline(&settings, status, options.until_drained, &shutdown).await;
     if options.until_drained && outcome.may_drain() && !shutdown.is_cancelled() {
         outcome.consumers_ended(drain(&settings, status, &shutdown).await);
+    }
+    if let Some(compacting) = compacting {
+        compacting.stop().await;
     }
     for summary in TopicSummary::combine(std::mem::take(&mut outcome.consumed)) {
         println!("{summary}");
@@ -230,6 +237,34 @@ fn consume_every_topic(settings: &Settings) -> ConsumeOptions {
         partitions: PartitionSelection::All,
         print_summaries: false, // one line per topic for both passes, at the end
         overwrite: false,
+    }
+}
+
+/// `consumer.compact_interval` with the Delta sink: `compact` on every table each interval,
+/// beside the pipeline; its failures are logged, never the run's (see [`crate::compact::every`]).
+struct ScheduledCompaction {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ScheduledCompaction {
+    fn start(settings: &Settings, shutdown: &CancellationToken) -> Option<Self> {
+        let every = settings.consumer.compact_interval.0?;
+        if settings.consumer.sink != crate::settings::SinkKind::Delta {
+            tracing::warn!(sink = %settings.consumer.sink, "consumer.compact_interval applies to the delta sink only; not compacting");
+            return None;
+        }
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(crate::compact::every(settings.clone(), every, stop.clone()));
+        Some(Self { stop, task })
+    }
+
+    /// Stops after the table being compacted, if any, is done.
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "scheduled compaction ended unexpectedly");
+        }
     }
 }
 

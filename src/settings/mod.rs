@@ -41,9 +41,9 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{DEFAULT_CONFIG_FILE, ENV_PREFIX, ENV_SEPARATOR, SettingsError, SettingsSources};
 pub use types::{
-    BadRecordPolicy, ColumnType, CompressionCodec, DataLossPolicy, EndpointIdentification,
-    OptionalAddr, ParquetCompression, PositiveSeconds, SaslMechanism, Seconds, Secret,
-    SecurityProtocol, SinkKind, StartingOffsets, Trigger,
+    BadRecordPolicy, ByteSize, ColumnType, CompressionCodec, DataLossPolicy,
+    EndpointIdentification, OptionalAddr, OptionalInterval, ParquetCompression, PositiveSeconds,
+    SaslMechanism, Seconds, Secret, SecurityProtocol, SinkKind, Span, StartingOffsets, Trigger,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -370,6 +370,15 @@ pub struct ConsumerSettings {
     /// Seconds a broker or disk outage may last before the consumer gives up (its checkpoint
     /// lets a restart continue).
     pub retry_deadline: PositiveSeconds,
+    /// `compact`: rewrite a Delta table's smaller files into files of about this size
+    /// (`--target-file-size`; `128MB`, `64MiB`, `1GB`, or bytes).
+    pub compact_target_file_size: ByteSize,
+    /// `compact`: delete data files removed from the table longer ago than this
+    /// (`--vacuum-retention`; `7d`, `12h`, `0s`). Untracked files are deleted only once older
+    /// than this and at least an hour (see `compact`).
+    pub vacuum_retention: Span,
+    /// `run` with the Delta sink: compact every table this often (`1h`, `30m`), or `off`.
+    pub compact_interval: OptionalInterval,
     /// Topics to consume, each with the schema of its JSON values (columns in this order).
     pub topics: IndexMap<String, ConsumerTopic>,
 }
@@ -393,6 +402,9 @@ impl Default for ConsumerSettings {
             on_data_loss: DataLossPolicy::Fail,
             console_rows: 20,
             retry_deadline: PositiveSeconds::from_secs(300.0),
+            compact_target_file_size: ByteSize(128 << 20),
+            vacuum_retention: Span(Duration::from_secs(7 * 86_400)),
+            compact_interval: OptionalInterval(None),
             topics: [
                 (
                     "metrics".to_string(),

@@ -180,6 +180,166 @@ impl From<Trigger> for String {
     }
 }
 
+/// A span of time as text: `7d`, `12h`, `30m`, `10s`, `500ms`, or `0s`; at most a year.
+fn parse_span(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = number.trim().parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => return None,
+    };
+    if secs > f64::from(MAX_SECONDS) {
+        return None;
+    }
+    // Refuses negative and non-finite numbers.
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// The shortest text [`parse_span`] reads back as `span`: `7d`, `12h`, `30m`, `10s`, `500ms`.
+fn format_span(span: Duration) -> String {
+    let secs = span.as_secs();
+    if span.subsec_nanos() != 0 {
+        return if span.subsec_nanos().is_multiple_of(1_000_000) {
+            format!("{}ms", span.as_millis())
+        } else {
+            format!("{}s", span.as_secs_f64())
+        };
+    }
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A span of time that may be 0 (a retention): `7d`, `12h`, `30m`, `10s`, `0s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Span(pub Duration);
+
+impl TryFrom<String> for Span {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        parse_span(&text).map(Self).ok_or_else(|| {
+            format!(
+                "{} is not a span like 7d, 12h, 30m, 10s or 0s (at most a year)",
+                Excerpt(&text)
+            )
+        })
+    }
+}
+
+impl From<Span> for String {
+    fn from(span: Span) -> String {
+        format_span(span.0)
+    }
+}
+
+/// An interval for something done repeatedly, or `off`: `1h`, `30m` (above 0), `off` or empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OptionalInterval(pub Option<Duration>);
+
+impl TryFrom<String> for OptionalInterval {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        match parse_span(trimmed) {
+            Some(every) if every >= Duration::from_millis(1) => Ok(Self(Some(every))),
+            _ => Err(format!(
+                "{} is not an interval like 1h, 30m, 10s (above 0, at most a year) or off",
+                Excerpt(&text)
+            )),
+        }
+    }
+}
+
+impl From<OptionalInterval> for String {
+    fn from(interval: OptionalInterval) -> String {
+        interval.0.map_or_else(|| "off".to_string(), format_span)
+    }
+}
+
+/// A number of bytes: `128MB`, `64MiB`, `1GB`, `512kB`, or plain bytes (`1048576`). The
+/// decimal units (kB, MB, GB) and binary ones (KiB, MiB, GiB) both count in 1024s, as
+/// file-size settings of other tools (Spark, delta-rs) do; at least 1 byte, at most 1 TiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ByteSize(pub u64);
+
+/// The largest [`ByteSize`]: a TiB, far above any sensible file size.
+pub const MAX_BYTE_SIZE: u64 = 1 << 40;
+
+impl ByteSize {
+    fn parse(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let n: f64 = number.trim().parse().ok()?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            _ => return None,
+        };
+        let bytes = n * scale as f64;
+        (bytes.is_finite() && bytes >= 1.0 && bytes <= MAX_BYTE_SIZE as f64)
+            .then_some(bytes.round() as u64)
+    }
+}
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text).map(Self).ok_or_else(|| {
+            format!(
+                "{} is not a size like 128MB, 64MiB, 1GB or a number of bytes (at least 1, at most 1TiB)",
+                Excerpt(&text)
+            )
+        })
+    }
+}
+
+/// The shortest exact form: `128MiB`, `1GiB`, `1500` (bytes).
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, scale) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if self.0.is_multiple_of(scale) {
+                return write!(f, "{}{unit}", self.0 / scale);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(size: ByteSize) -> String {
+        size.to_string()
+    }
+}
+
 /// An address to listen on, or none: written `HOST:PORT` with an IP address, or empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -531,5 +691,45 @@ mod tests {
         assert_eq!(String::from(addr), "[::1]:8080");
         let error = OptionalAddr::try_from("localhost:8080".to_string()).unwrap_err();
         assert!(error.contains("\"localhost:8080\""), "{error}");
+    }
+
+    #[test]
+    fn byte_sizes_parse_in_binary_units_and_print_back() {
+        let size = |t: &str| ByteSize::try_from(t.to_string());
+        assert_eq!(size("128MB"), Ok(ByteSize(128 << 20)));
+        assert_eq!(size("64MiB"), Ok(ByteSize(64 << 20)));
+        assert_eq!(size("1GB"), Ok(ByteSize(1 << 30)));
+        assert_eq!(size(" 1.5 kb"), Ok(ByteSize(1536)));
+        assert_eq!(size("1048576"), Ok(ByteSize(1 << 20)));
+        assert_eq!(ByteSize(128 << 20).to_string(), "128MiB");
+        assert_eq!(ByteSize(1500).to_string(), "1500");
+        for bad in ["", "0", "-1MB", "12XB", "MB", "2TiB", "nanMB"] {
+            let error = size(bad).expect_err(bad);
+            assert!(error.contains("like 128MB"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn spans_allow_days_and_zero_and_print_back() {
+        let span = |t: &str| Span::try_from(t.to_string());
+        assert_eq!(span("7d"), Ok(Span(Duration::from_secs(7 * 86_400))));
+        assert_eq!(span("12h"), Ok(Span(Duration::from_secs(12 * 3600))));
+        assert_eq!(span("0s"), Ok(Span(Duration::ZERO)));
+        for text in ["7d", "12h", "30m", "10s", "0s", "500ms"] {
+            assert_eq!(String::from(span(text).unwrap()), text);
+        }
+        for bad in ["", "7", "-1d", "7w", "400d"] {
+            assert!(span(bad).unwrap_err().contains("like 7d"), "{bad}");
+        }
+        let interval = |t: &str| OptionalInterval::try_from(t.to_string());
+        assert_eq!(interval("off"), Ok(OptionalInterval(None)));
+        assert_eq!(interval(""), Ok(OptionalInterval(None)));
+        assert_eq!(
+            interval("1h"),
+            Ok(OptionalInterval(Some(Duration::from_secs(3600))))
+        );
+        assert_eq!(String::from(interval("1h").unwrap()), "1h");
+        assert_eq!(String::from(OptionalInterval(None)), "off");
+        assert!(interval("0s").unwrap_err().contains("above 0"));
     }
 }
