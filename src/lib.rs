@@ -2,7 +2,7 @@
 //! how a record travels, and where each promise the pipeline makes is kept.
 //!
 //! ```text
-//!  data dir *.json ─► api ─HTTP NDJSON─► produce ─► Kafka ─► consume ─► sink (Parquet, console)
+//!  data dir *.json ─► api ─HTTP NDJSON─► produce ─► Kafka ─► consume ─► sink (Parquet, Delta, console)
 //!                                           ▲          ▲         │
 //!                          admin (topics) ──┴──────────┘    checkpoint (plan/commit)
 //!
@@ -27,13 +27,17 @@
 //! * [`produce`]: API streams → Kafka (plan → prepare → writers → pump; see its docs).
 //! * [`consume`]: Kafka → Arrow micro-batches → `sink`s, one loop and one file-worker thread
 //!   per topic (see its docs).
+//! * [`lake`]: Delta Lake tables (delta-rs): where a topic's table lives (a directory or
+//!   `s3://` with `[storage]`), opening it, creating it from the topic's schema, and which
+//!   storage errors are worth retrying. The Delta sink and `compact` build on it.
 //! * [`compact`]: rewrites a Delta table's small files into big ones and vacuums, safe while
 //!   the consumer appends (see its docs for why, and for the vacuum's 1-hour orphan floor).
 //! * [`run`]: all of it in one process, stopping as one.
 //! * [`status`]: live counters and offsets, served by `--status-bind`.
 //! * Shared, private: `backoff` (retry timing and the one retry decision, `Retry::pause`),
 //!   `excerpt` (quoting untrusted values, cut at 200 bytes), `durable` (fsync'd renames),
-//!   `sink` (the small trait Parquet and console implement); public: [`json`] (compaction),
+//!   `sink` (the small trait Parquet, Delta and console implement; `sink::day` splits rows by
+//!   UTC day for `partition_by_day`); public: [`json`] (compaction),
 //!   [`failure`] (usage error or failure), [`gen_data`] (sample data), [`shutdown`]
 //!   (SIGINT/SIGTERM → a cancellation token).
 //!
@@ -55,10 +59,13 @@
 //!   the writer checks what a failed attempt wrote before retrying it.
 //! * **Exactly once into files (consume)**: `consume::checkpoint` (plan before, commit after),
 //!   `consume::reconcile` (output the checkpoint does not account for stops the start),
-//!   `consume::lock` (one writer per checkpoint and per output partition).
+//!   `consume::lock` (one writer per checkpoint and per output partition). With the Delta
+//!   sink the table's own log is the checkpoint: one commit holds a batch's files and its
+//!   offsets as `txn` actions (`sink::delta`), so readers never see a batch in flight.
 //! * **Bad input never silently dropped**: producer bad lines are counted and logged with
 //!   their source-offset (`produce::bad_records`); consumer bad records go to
-//!   `_bad_records/` with their payload (`consume::engine`).
+//!   `_bad_records/` with their payload, on disk or beside a Delta table on S3
+//!   (`consume::bad_records`).
 //! * **Bounded memory and time**: the produce window and per-partition queues, the line
 //!   limit, the consumer's bounded channel to its file worker, `http`'s header and write-stall
 //!   timeouts and per-client connection share; every Kafka call bounded by `kafka.timeout`.
