@@ -80,6 +80,10 @@ pub enum ConsumeError {
         "topic {topic}: --overwrite with --sink delta deletes the whole table, which other instances share; run it once without --instance/--partitions (with every consumer of the table stopped), then start the instances"
     )]
     OverwriteShared { topic: String },
+    #[error(
+        "consumer.output {output:?} is object storage, which only the delta sink writes; consume with --sink delta (consumer.sink = \"delta\"), or give the parquet sink a local directory"
+    )]
+    ParquetOnObjectStorage { output: String },
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     #[error("topic {topic}: {source}")]
@@ -205,7 +209,8 @@ impl crate::failure::Classify for ConsumeError {
             Self::NoSchema { .. }
             | Self::NoSuchPartition { .. }
             | Self::NothingOwned { .. }
-            | Self::OverwriteShared { .. } => true,
+            | Self::OverwriteShared { .. }
+            | Self::ParquetOnObjectStorage { .. } => true,
             Self::Kafka(error) => crate::failure::Classify::is_usage(error),
             _ => false,
         }
@@ -221,6 +226,12 @@ pub async fn run(
     status: &Status,
     shutdown: CancellationToken,
 ) -> Result<Vec<TopicSummary>, ConsumeError> {
+    let output = &settings.consumer.output;
+    if options.sink == SinkKind::Parquet && crate::lake::is_remote(output) {
+        return Err(ConsumeError::ParquetOnObjectStorage {
+            output: output.display().to_string(),
+        });
+    }
     let topics = setup::chosen_topics(settings, options)?;
     let kafka = KafkaClient::connect(&settings.kafka).await?;
     // Every topic is checked, locked and opened before any runs.

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{ColumnType, ConsumerTopic, KafkaSettings, Settings, SinkKind};
+use super::{ColumnType, ConsumerTopic, KafkaSettings, Settings};
 use crate::excerpt::Excerpt;
 use crate::sink::day::DATE_COLUMN;
 
@@ -69,15 +69,6 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
         ));
     }
     validate_security(kafka)?;
-    if consumer.sink == SinkKind::Parquet && crate::lake::is_remote(&consumer.output) {
-        return Err(invalid(
-            "consumer.output",
-            format!(
-                "{} is object storage, which only the delta sink writes; set consumer.sink = \"delta\" (--sink delta), or give the parquet sink a local directory",
-                Excerpt(&consumer.output.to_string_lossy())
-            ),
-        ));
-    }
     at_least("api.max_connections", api.max_connections, 1)?;
     at_most("api.max_connections", api.max_connections, MAX_CONNECTIONS)?;
     at_least(
