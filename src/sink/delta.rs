@@ -171,7 +171,8 @@ impl DeltaSink {
         };
         let snapshot = self.table.snapshot().map_err(|e| self.delta_error(e))?;
         // A checkpoint every `delta.checkpointInterval` commits (100 by default) keeps opening
-        // the table and finding our txn versions cheap; old log files are left to `compact`.
+        // the table and finding our txn versions cheap. Expired log files are kept: delta-rs'
+        // cleanup lists the whole log on every commit.
         let properties = CommitProperties::default()
             .with_max_retries(COMMIT_RETRIES)
             .with_create_checkpoint(true)
