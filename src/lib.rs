@@ -92,6 +92,7 @@ pub mod json;
 pub mod kafka;
 pub mod lake;
 pub mod produce;
+pub mod report;
 pub mod run;
 pub mod settings;
 pub mod shutdown;
