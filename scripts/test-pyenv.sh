@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The tests' Python: a venv in target/pyenv with the pinned packages of tests/requirements.txt
 # (pyarrow, DuckDB and its delta/httpfs extensions, deltalake, prometheus_client,
-# confluent_kafka, numpy and scipy). Installs or updates it when the requirements changed since its last install
-# (a copy of them is kept in the venv), else does nothing. Prints the venv's python last.
+# confluent_kafka, numpy and scipy). Installs or updates it when the requirements changed since
+# its last install (a copy of them is kept in the venv), else does nothing. Prints the venv's
+# python last.
 #
 # usage: scripts/test-pyenv.sh
 set -euo pipefail
