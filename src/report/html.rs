@@ -48,7 +48,7 @@ table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 .facts td{padding:2px 0}
 .facts ul{margin:0;padding-left:18px}
 .data th,.data td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right}
-.data th:first-child,.data td:first-child{text-align:left}
+.data th:first-child,.data td:first-child,.data .name{text-align:left}
 .data thead th{background:#f0f3f7;font-size:13px}
 .data tr.sig td{font-weight:bold}
 .method{color:#2d3748;font-size:14px}
@@ -217,7 +217,7 @@ fn glance(page: &mut String, report: &Report) {
         return;
     }
     page.push_str(
-        "<table class=\"data\">\n<thead><tr><th>Product</th><th>Strongest parameter</th>\
+        "<table class=\"data\">\n<thead><tr><th>Product</th><th class=\"name\">Strongest parameter</th>\
          <th>lag</th><th>r</th><th>adjusted p</th><th>Any significant?</th></tr></thead>\n<tbody>\n",
     );
     for (index, product) in report.products.iter().enumerate() {
@@ -251,7 +251,7 @@ fn glance(page: &mut String, report: &Report) {
         };
         put!(
             page,
-            "<tr{class}><td><a href=\"#product-{}\">{}</a></td><td>{metric}</td><td>{lag}</td>\
+            "<tr{class}><td><a href=\"#product-{}\">{}</a></td><td class=\"name\">{metric}</td><td>{lag}</td>\
              <td>{r}</td><td>{p_adjusted}</td><td>{any}</td></tr>\n",
             index + 1,
             escape(&product.product.to_string())
@@ -299,16 +299,16 @@ fn counts_text(counts: &IntervalCounts) -> String {
 
 /// The table of the product's top metrics, best first.
 fn top_table(page: &mut String, product: &ProductReport) {
-    page.push_str("<h3>Top metrics</h3>\n");
     let rows: Vec<&Correlation> = product
         .top
         .iter()
         .filter_map(|top| product.correlations.get(top.row))
         .collect();
     if rows.is_empty() {
-        page.push_str("<p class=\"empty\">No metric has a defined correlation.</p>\n");
+        // The chart section below says there is nothing defined.
         return;
     }
+    page.push_str("<h3>Top metrics</h3>\n");
     page.push_str(
         "<table class=\"data\">\n<thead><tr><th>metric</th><th>lag</th><th>r</th><th>rho</th>\
          <th>n</th><th>p</th><th>adjusted p</th><th>significant</th></tr></thead>\n<tbody>\n",
@@ -396,7 +396,7 @@ fn bar_data<'a>(report: &'a Report, product: &'a ProductReport) -> BarData<'a> {
         }
     }
     for metric in &report.metrics {
-        notes.entry(metric).or_insert((0, "no intervals"));
+        notes.entry(metric).or_insert((0, "no data"));
     }
     let mut undefined: BTreeMap<&'static str, Vec<&Key>> = BTreeMap::new();
     for (metric, (_, note)) in notes {
@@ -432,7 +432,7 @@ fn bar_section(page: &mut String, report: &Report, product: &ProductReport) {
             page,
             "<p class=\"legend\"><span class=\"key\"><span class=\"swatch sig-fill\"></span>★ \
              significant (adjusted p ≤ {})</span><span class=\"key\"><span class=\"swatch \
-             nosig-fill\"></span>not significant</span>Each metric at the lag where |r| is \
+             nosig-fill\"></span>not significant</span><br>Each metric at the lag where |r| is \
              largest; the label gives r with its sign (+ rises with output, − falls as output \
              rises).</p>\n",
             escape(&alpha_text(report.alpha))
@@ -474,16 +474,18 @@ fn bar_svg(page: &mut String, bars: &[Bar]) {
         put!(
             page,
             "<line class=\"gridline\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\"/>\
-             <text class=\"small\" x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{value:.1}</text>\n",
+             <text class=\"small\" x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
             BAR_TOP - 4.0,
             height - 4.0,
-            BAR_TOP - 10.0
+            BAR_TOP - 10.0,
+            fmt_num(value)
         );
     }
     put!(
         page,
-        "<text class=\"small\" x=\"{BAR_LABEL_X}\" y=\"{}\" text-anchor=\"end\">metric</text>\
+        "<text class=\"small\" x=\"{}\" y=\"{}\" text-anchor=\"end\">metric</text>\
          <text class=\"small\" x=\"{}\" y=\"{}\">|r|</text>\n",
+        BAR_LABEL_X - 14.0,
         BAR_TOP - 10.0,
         BAR_X0 + BAR_LEN + 14.0,
         BAR_TOP - 10.0
@@ -856,7 +858,7 @@ fn count(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -1109,7 +1111,18 @@ mod tests {
         ));
         report.input.first_micros = Some(i64::MIN);
         report.input.last_micros = Some(i64::MAX);
-        assert_clean(&render(&report));
+        let page = render(&report);
+        assert_clean(&page);
+        // Drawn nonetheless: the finite points as a line, the undefined numbers as dashes.
+        assert!(page.contains("<polyline class=\"line-out\""));
+        assert!(
+            page.contains("<td>—</td><td>—</td>"),
+            "r and rho are dashes"
+        );
+        assert!(
+            page.contains("? ? to ? ?"),
+            "times out of chrono's range are question marks"
+        );
     }
 
     #[test]
@@ -1141,14 +1154,17 @@ mod tests {
     #[test]
     fn rendering_is_deterministic() {
         let report = sample_report();
-        assert_eq!(render(&report), render(&report));
-        assert_clean(&render(&report));
+        let page = render(&report);
+        assert_eq!(page, render(&report.clone()));
+        assert_clean(&page);
+        assert_eq!(page.matches("<section class=\"product\"").count(), 4);
+        assert_eq!(page.matches("<figure class=\"panel\">").count(), 9);
     }
 
     #[test]
     fn numbers_read_well() {
         assert_eq!(fmt_num(480.0), "480");
-        assert_eq!(fmt_num(3.14159), "3.142");
+        assert_eq!(fmt_num(5.43216), "5.432");
         assert_eq!(fmt_num(-0.0123456), "-0.01235");
         assert_eq!(fmt_num(12_345_678.0), "1.235e7");
         assert_eq!(fmt_num(f64::NAN), DASH);
@@ -1175,7 +1191,6 @@ mod tests {
     // A realistic report: three products, a dozen metrics, a week of intervals.
 
     const START: i64 = 1_767_420_000_000_000; // 2026-01-03 06:00 UTC
-    const INTERVAL: i64 = 50 * 60 * 1_000_000;
 
     /// Metric ids and how strongly each follows product 1's output (by lag).
     const COUPLING: [(i64, f64, usize); 10] = [
@@ -1195,7 +1210,7 @@ mod tests {
         let df = n as f64 - 2.0;
         let t = r * (df / (1.0 - r * r)).sqrt();
         let dist = StudentsT::new(0.0, 1.0, df).unwrap();
-        2.0 * (1.0 - dist.cdf(t.abs()))
+        2.0 * dist.sf(t.abs())
     }
 
     /// Benjamini–Hochberg over the defined rows, then `significant`.
@@ -1247,11 +1262,24 @@ mod tests {
         rows
     }
 
-    /// The interval output and a metric following it (`coupling`, shifted by `lag`).
-    fn series(noise: &mut Noise, points: usize, coupling: f64, lag: usize) -> Vec<IntervalPoint> {
+    /// How a sample product's data looks.
+    struct Shape {
+        key: i64,
+        /// How strongly the metrics follow output (scales [`COUPLING`]).
+        strength: f64,
+        seed: u64,
+        intervals: usize,
+        minutes: i64,
+        verdict: &'static str,
+    }
+
+    /// The interval output (a daily cycle plus noise) and a metric following it (`coupling`,
+    /// `lag` intervals earlier).
+    fn series(noise: &mut Noise, shape: &Shape, coupling: f64, lag: usize) -> Vec<IntervalPoint> {
+        let points = shape.intervals - 4;
         let output: Vec<f64> = (0..points + lag)
             .map(|j| {
-                let day = j as f64 * 50.0 / 1440.0;
+                let day = (j as i64 * shape.minutes) as f64 / 1440.0;
                 420.0 + 90.0 * (day * std::f64::consts::TAU).sin() + 35.0 * noise.next()
             })
             .collect();
@@ -1259,7 +1287,8 @@ mod tests {
             .map(|j| {
                 let signal = (output[j - lag] - 420.0) / 90.0;
                 let mean = 72.5 + 4.0 * (coupling * signal + (1.0 - coupling.abs()) * noise.next());
-                point(START + j as i64 * INTERVAL, output[j], mean)
+                let start = START + j as i64 * shape.minutes * 60_000_000;
+                point(start, output[j], mean)
             })
             .collect()
     }
@@ -1283,10 +1312,9 @@ mod tests {
         ranked
     }
 
-    fn sample_product(key: i64, strength: f64, seed: u64, verdict: &str) -> ProductReport {
-        let mut noise = Noise(seed);
-        let intervals = 198;
-        let mut rows = product_rows(&mut noise, strength, intervals - 4);
+    fn sample_product(shape: &Shape) -> ProductReport {
+        let mut noise = Noise(shape.seed);
+        let mut rows = product_rows(&mut noise, shape.strength, shape.intervals - 4);
         adjust(&mut rows, 0.05);
         let top = top_rows(&rows)
             .into_iter()
@@ -1295,26 +1323,22 @@ mod tests {
                     .iter()
                     .find(|c| Key::Int(c.0) == rows[row].metric)
                     .unwrap();
-                let series = series(
-                    &mut noise,
-                    intervals - 4,
-                    coupling.1 * strength,
-                    rows[row].lag,
-                );
+                let lag = rows[row].lag;
+                let series = series(&mut noise, shape, coupling.1 * shape.strength, lag);
                 TopMetric { row, series }
             })
             .collect();
         ProductReport {
-            product: Key::Int(key),
+            product: Key::Int(shape.key),
             counts: IntervalCounts {
-                records: 203,
-                intervals,
+                records: shape.intervals + 5,
+                intervals: shape.intervals,
                 negative_steps: 4,
                 zero_length: 4,
             },
             correlations: rows,
             top,
-            verdict: verdict.to_string(),
+            verdict: shape.verdict.to_string(),
         }
     }
 
@@ -1342,23 +1366,38 @@ mod tests {
     }
 
     fn sample_report() -> Report {
-        let products = vec![
-            sample_product(
-                1,
-                1.0,
-                0x9E37_79B9_7F4A_7C15,
-                "Product 1's output rises with metric 101 one interval earlier (r = +0.85) and \
-                 falls as metric 102 rises (r = −0.62).",
-            ),
-            sample_product(
-                2,
-                0.12,
-                0xD1B5_4A32_D192_ED03,
-                "No machine parameter is significantly related to product 2's output (the \
-                 strongest, metric 101, has r = +0.14, adjusted p = 0.62).",
-            ),
-            few_records_product(),
+        let shapes = [
+            Shape {
+                key: 1,
+                strength: 1.0,
+                seed: 0x9E37_79B9_7F4A_7C15,
+                intervals: 198,
+                minutes: 50,
+                verdict: "Product 1's output rises with metric 101 one interval earlier \
+                          (r = +0.85) and falls as metric 102 rises (r = −0.62).",
+            },
+            Shape {
+                key: 2,
+                strength: 0.12,
+                seed: 0xD1B5_4A32_D192_ED03,
+                intervals: 198,
+                minutes: 12,
+                verdict: "No machine parameter is significantly related to product 2's output \
+                          (the strongest, metric 101, has r = +0.16, adjusted p = 0.95).",
+            },
+            Shape {
+                key: 4,
+                strength: 1.0,
+                seed: 0x2545_F491_4F6C_DD1D,
+                intervals: 16,
+                minutes: 30,
+                verdict: "No machine parameter is significantly related to product 4's output \
+                          (the strongest, metric 101 one interval earlier, has r = +0.82 but \
+                          adjusted p = 0.09 over only 11 intervals).",
+            },
         ];
+        let mut products: Vec<ProductReport> = shapes.iter().map(sample_product).collect();
+        products.insert(2, few_records_product());
         Report {
             input: InputSummary {
                 sources: vec![
@@ -1373,7 +1412,7 @@ mod tests {
                 from_micros: None,
                 to_micros: Some(START + 7 * 86_400_000_000),
                 first_micros: Some(START),
-                last_micros: Some(START + 197 * INTERVAL),
+                last_micros: Some(START + 197 * 50 * 60_000_000),
             },
             max_lag: 3,
             alpha: 0.05,
