@@ -589,11 +589,12 @@ fn panel(page: &mut String, row: &Correlation, series: &[IntervalPoint]) {
     put!(
         page,
         "<figure class=\"panel\">\n<figcaption><b>Metric {metric}</b> (lag {}): interval output \
-         and the metric's mean {when}, each line <em>scaled</em> to its own min–max.\
+         and the metric's mean {when}, each line <em>scaled</em> to its own min–max.{}\
          </figcaption>\n<p class=\"legend\"><span class=\"key\"><span class=\"swatch out-fill\">\
          </span>interval output: {}</span><span class=\"key\"><span class=\"swatch met-fill\">\
          </span>metric {metric} mean: {}</span></p>\n",
         row.lag,
+        bucket_note(row.n, series.len()),
         escape(&Range::text(output)),
         escape(&Range::text(means))
     );
@@ -603,6 +604,20 @@ fn panel(page: &mut String, row: &Correlation, series: &[IntervalPoint]) {
         series_svg(page, series, output, means);
     }
     page.push_str("</figure>\n");
+}
+
+/// Says so when the analysis averaged a long series into fewer points
+/// ([`super::model::MAX_SERIES_POINTS`]).
+fn bucket_note(pairs: usize, points: usize) -> String {
+    if points > 0 && points < pairs {
+        format!(
+            " Its {} intervals are averaged into {} points.",
+            count(pairs as u64),
+            count(points as u64)
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The plot area of a panel, in SVG units.
@@ -1152,6 +1167,24 @@ mod tests {
     }
 
     #[test]
+    fn a_series_averaged_into_buckets_says_so() {
+        let mut report = empty_report();
+        let a = Key::Int(1);
+        report.metrics = vec![a.clone()];
+        let mut row = defined(a, 0, 0.5, false);
+        row.n = 1_000;
+        let series = vec![point(0, 1.0, 2.0), point(3_600_000_000, 3.0, 1.0)];
+        report.products.push(product(
+            Key::Int(1),
+            vec![row],
+            vec![TopMetric { row: 0, series }],
+        ));
+        assert!(render(&report).contains("Its 1,000 intervals are averaged into 2 points."));
+        report.products[0].correlations[0].n = 2;
+        assert!(!render(&report).contains("averaged into"));
+    }
+
+    #[test]
     fn rendering_is_deterministic() {
         let report = sample_report();
         let page = render(&report);
@@ -1276,7 +1309,7 @@ mod tests {
     /// The interval output (a daily cycle plus noise) and a metric following it (`coupling`,
     /// `lag` intervals earlier).
     fn series(noise: &mut Noise, shape: &Shape, coupling: f64, lag: usize) -> Vec<IntervalPoint> {
-        let points = shape.intervals - 4;
+        let points = shape.intervals - 4 - lag;
         let output: Vec<f64> = (0..points + lag)
             .map(|j| {
                 let day = (j as i64 * shape.minutes) as f64 / 1440.0;
