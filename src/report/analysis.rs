@@ -183,6 +183,12 @@ fn verdict(report: &ProductReport, ranked: &[usize], method: Method) -> String {
         .iter()
         .filter(|c| c.stats.is_some())
         .count();
+    if report.correlations.is_empty() {
+        return format!(
+            "No machine parameter is significantly related to product {product}'s output: there \
+             are no metric samples to test (none in the input, or none in the window asked for)."
+        );
+    }
     let Some(&strongest) = ranked.first() else {
         return format!(
             "No machine parameter is significantly related to product {product}'s output: there \
