@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # From a fresh clone to Parquet in one command: builds factorypal, starts a local Apache Kafka
 # (unless FACTORYPAL__KAFKA__BOOTSTRAP names one), runs `factorypal run --until-drained` on
-# data_source/ with no delay (API → Kafka → Parquet in database/), and prints what it wrote.
+# data_source/ with no delay (API → Kafka → Parquet in database/), writes the report (which
+# machine parameters go with each product's output) to report/, and prints what it wrote.
 # Running it again adds nothing: the producer resumes after what the topics hold and the
 # consumer after its checkpoint.
 set -euo pipefail
@@ -35,9 +36,14 @@ log "Kafka at $FACTORYPAL__KAFKA__BOOTSTRAP"
 log "running the pipeline: data_source/ → API → Kafka → database/ (Parquet)"
 FACTORYPAL__API__BIND=127.0.0.1:0 "$bin" run --until-drained --delay 0
 
+# The plant's question, answered from what the pipeline wrote (no Kafka needed for this step).
+log "report: which machine parameters go with each product's output → report/"
+"$bin" report --input database --out report
+
 cat <<EOF
 
-Done. The Parquet files:
+Done. The report: report/report.md, report/report.html (open it in a browser) and
+report/correlations.csv. The Parquet files:
 $(find database -name '*.parquet' -not -path '*/_*' | sort | sed 's/^/  /')
 
 Open them with pyarrow or DuckDB, for example:

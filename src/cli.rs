@@ -128,6 +128,12 @@ pub enum Command {
         after_help = "Examples:\n  factorypal compact                                   # every topic in [consumer.topics]\n  factorypal compact --topics metrics --target-file-size 64MB --vacuum-retention 1d\n  factorypal compact --output s3://plant/lake"
     )]
     Compact(CompactArgs),
+    /// Which machine parameters go with each product's output: report.md, report.html and
+    /// correlations.csv from the consumer's output (Parquet or Delta). Needs no Kafka.
+    #[command(
+        after_help = "Examples:\n  factorypal report --input database --out report\n  factorypal report --from 2026-01-01T00:00:00Z --to 2026-01-08T00:00:00Z --format md,csv\n  factorypal report --input s3://plant-lake/tables --max-lag 0"
+    )]
+    Report(ReportArgs),
     /// Write deterministic sample data (metrics.json, workorder.json) in the plant's format.
     #[command(after_help = "Example:\n  factorypal gen-data --out data_source --seed 42")]
     GenData(GenDataArgs),
@@ -294,6 +300,34 @@ pub struct CompactArgs {
         value_name = "SPAN"
     )]
     pub vacuum_retention: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The consumer's output: a directory or `s3://BUCKET/PREFIX` (`consumer.output`).
+    #[arg(long = "input", id = "consumer.output", value_name = "DIR")]
+    pub input: Option<PathBuf>,
+    /// Where report.md, report.html and correlations.csv go (`report.out`).
+    #[arg(long = "out", id = "report.out", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Only records at or after this time: unix seconds or RFC 3339
+    /// (`2026-01-01T00:00:00Z`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Only records before this time: unix seconds or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<i64>,
+    /// Which files to write (`report.formats`).
+    #[arg(long = "format", id = "report.formats", value_name = "md,html,csv")]
+    pub format: Option<String>,
+    /// Also test metrics 1..=K intervals before the output (`report.max_lag`; 0: off).
+    #[arg(long = "max-lag", id = "report.max_lag", value_name = "K")]
+    pub max_lag: Option<usize>,
+}
+
+/// A `--from`/`--to` time as unix microseconds.
+fn parse_time(text: &str) -> Result<i64, String> {
+    crate::consume::timestamp_micros(text)
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,8 +1,8 @@
 //! `gen-data`: deterministic sample data in exactly the shape of the plant's files.
 //!
-//! * `metrics.json`: `{"id": 0..=19, "val": float, "time": unix seconds}`, at irregular intervals
-//!   (mean gap [`METRIC_MEAN_GAP_SECS`]), shuffled within blocks so the file is **not** in time
-//!   order, as the plant's is not. Times strictly increase before shuffling, so every record is
+//! * `metrics.json`: `{"id": 0..=19, "val": float, "time": unix seconds}`, at irregular
+//!   intervals spread over the work orders' span ([`metric_mean_gap_secs`]), shuffled within
+//!   blocks so the file is **not** in time order, as the plant's is not. Times strictly increase before shuffling, so every record is
 //!   unique.
 //! * `workorder.json`: `{"time", "product": 0..=1, "production": float}`, one record per product
 //!   every [`WORKORDER_PERIOD_SECS`] (± a little jitter); `production` is the product's cumulative
@@ -19,7 +19,10 @@
 //! | 0       | 2, 7, 11   | 3 days      |
 //! | 1       | 4, 13, 17  | 5 days      |
 //!
-//! Every other id is an unrelated slow sine plus noise. The same seed always writes the same
+//! Every other id is an unrelated sine (period under 2 days) plus noise. `factorypal report`
+//! on this data should name exactly the planted ids as each product's top three, all
+//! significant; with each id's values shuffled across time, nothing (tests/report.rs). The
+//! same seed always writes the same
 //! bytes: the generator is our own SplitMix64, so no dependency upgrade can change the data.
 
 use std::f64::consts::TAU;
@@ -36,8 +39,15 @@ pub const DEFAULT_WORKORDERS: u64 = 576;
 pub const START: i64 = 1_767_225_600;
 /// 576 workorder records, 2 products, every 5,000 s: 1,440,000 s, about 16.7 days.
 pub const WORKORDER_PERIOD_SECS: i64 = 5_000;
-/// Spreads the default 7,000 metrics over the same 16.7 days as the workorders.
+/// The default 7,000 metrics spread over the same 16.7 days as the default workorders.
 pub const METRIC_MEAN_GAP_SECS: f64 = 1_440_000.0 / 7_000.0;
+
+/// The mean gap between metrics that spreads `metrics` over the span of `workorders` (so
+/// every interval has samples whatever the counts; the defaults give [`METRIC_MEAN_GAP_SECS`]).
+pub fn metric_mean_gap_secs(metrics: u64, workorders: u64) -> f64 {
+    let span = workorders.div_ceil(2).max(1) as f64 * WORKORDER_PERIOD_SECS as f64;
+    (span / metrics.max(1) as f64).max(1.0)
+}
 /// Metrics are shuffled within blocks this long; whole-file shuffling would need the whole
 /// file in memory, and a 1 GB file must stream to disk.
 const SHUFFLE_BLOCK: usize = 1_000;
@@ -124,7 +134,8 @@ pub fn generate(out: &Path, seed: u64, metrics: u64, workorders: u64) -> anyhow:
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create output dir {}", out.display()))?;
     let path = out.join("metrics.json");
-    write_json_array(&path, |w| write_metrics(w, seed, metrics))?;
+    let gap = metric_mean_gap_secs(metrics, workorders);
+    write_json_array(&path, |w| write_metrics(w, seed, metrics, gap))?;
     let path = out.join("workorder.json");
     // A different stream from the same seed, so the two files are independent.
     write_json_array(&path, |w| {
@@ -173,7 +184,12 @@ impl ArrayWriter<'_> {
     }
 }
 
-fn write_metrics(w: &mut ArrayWriter<'_>, seed: u64, count: u64) -> std::io::Result<()> {
+fn write_metrics(
+    w: &mut ArrayWriter<'_>,
+    seed: u64,
+    count: u64,
+    mean_gap_secs: f64,
+) -> std::io::Result<()> {
     let mut rng = Rng(seed);
     // Per-id parameters of the unrelated series: level, period in days, phase. Periods stay
     // under 2 days, well apart from the planted 3- and 5-day cycles, so they cannot correlate.
@@ -186,7 +202,7 @@ fn write_metrics(w: &mut ArrayWriter<'_>, seed: u64, count: u64) -> std::io::Res
             )
         })
         .collect();
-    let max_gap = (2.0 * METRIC_MEAN_GAP_SECS) as u64 - 1;
+    let max_gap = ((2.0 * mean_gap_secs) as u64).saturating_sub(1).max(1);
     let mut time = START;
     let mut block = Vec::with_capacity(SHUFFLE_BLOCK);
     let mut written = 0;
@@ -263,6 +279,14 @@ mod tests {
             assert!((numeric - exact).abs() < 1e-6, "{numeric} vs {exact}");
             assert_eq!(cumulative_production(product, START as f64), 0.0);
         }
+    }
+
+    #[test]
+    fn default_counts_keep_the_default_gap() {
+        assert_eq!(
+            metric_mean_gap_secs(DEFAULT_METRICS, DEFAULT_WORKORDERS),
+            METRIC_MEAN_GAP_SECS
+        );
     }
 
     #[test]

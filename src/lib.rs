@@ -32,6 +32,10 @@
 //!   storage errors are worth retrying. The Delta sink and `compact` build on it.
 //! * [`compact`]: rewrites a Delta table's small files into big ones and vacuums, safe while
 //!   the consumer appends (see its docs for why, and for the vacuum's 1-hour orphan floor).
+//! * [`report`]: `factorypal report`, the plant's question answered from the output (no
+//!   Kafka): which metric ids go with each product's interval output (r, rho, p, BH),
+//!   rendered as Markdown, HTML with inline SVG, and CSV. It reads only committed Parquet
+//!   files (`consume::committed_files`) or a Delta table's current snapshot.
 //! * [`run`]: all of it in one process, stopping as one.
 //! * [`status`]: live counters and offsets, served by `--status-bind`.
 //! * Shared, private: `backoff` (retry timing and the one retry decision, `Retry::pause`),

@@ -75,6 +75,20 @@ fn run(cli: Cli, sources: &SettingsSources) -> Result<(), Failure> {
             Command::Compact(args) => {
                 Ok(factorypal::compact::run(&settings, args.topics.as_deref()).await?)
             }
+            Command::Report(args) => {
+                let window = factorypal::report::Window {
+                    from: args.from,
+                    to: args.to,
+                };
+                let written = factorypal::report::run(&settings, window).await?;
+                for verdict in &written.verdicts {
+                    println!("{verdict}");
+                }
+                for file in &written.files {
+                    println!("wrote {}", file.display());
+                }
+                Ok(())
+            }
             Command::GenData(args) => {
                 let written =
                     gen_data::generate(&args.out, args.seed, args.metrics, args.workorders)

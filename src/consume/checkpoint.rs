@@ -69,6 +69,11 @@ impl Checkpoint {
         Ok(Self { dir })
     }
 
+    /// A checkpoint that is only read (nothing is created): for readers of the output.
+    pub fn existing(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -73,6 +73,21 @@ fn text(raw: &str, ty: ColumnType) -> Result<Cell, String> {
     }
 }
 
+/// A time as a timestamp column reads it, to unix microseconds: unix seconds (`1767225600`,
+/// `1767225600.25`) or RFC 3339 text. For flags such as `report --from`.
+pub fn timestamp_micros(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(Cell::Int(micros)) = number(text, ColumnType::Timestamp) {
+        return Ok(micros);
+    }
+    timestamp_text(text).map_err(|_| {
+        format!(
+            "{} is neither unix seconds nor an RFC 3339 time like 2026-01-03T00:00:00Z (years 0001 to 9999)",
+            Excerpt(text)
+        )
+    })
+}
+
 /// RFC 3339 (or `YYYY-MM-DD[ HH:MM:SS[.f]]`, read as UTC) to microseconds, rounding any
 /// nanoseconds to the nearest microsecond (ties to even).
 fn timestamp_text(value: &str) -> Result<i64, String> {

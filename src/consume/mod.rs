@@ -22,6 +22,7 @@
 
 mod bad_records;
 mod checkpoint;
+mod committed;
 mod convert;
 mod engine;
 mod lock;
@@ -31,7 +32,11 @@ mod selection;
 mod setup;
 mod summary;
 
+pub use checkpoint::CheckpointError;
+pub use committed::{CommittedFiles, committed_files};
+pub use convert::timestamp_micros;
 pub use selection::PartitionSelection;
+pub use setup::checkpoint_root;
 pub use summary::TopicSummary;
 
 use tokio_util::sync::CancellationToken;
@@ -41,7 +46,6 @@ use crate::kafka::{KafkaClient, KafkaError};
 use crate::settings::Settings;
 use crate::sink::SinkError;
 use crate::status::Status;
-use checkpoint::CheckpointError;
 use lock::LockError;
 use setup::PreparedTopic;
 

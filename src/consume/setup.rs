@@ -170,6 +170,16 @@ struct Output {
     bad_records: BadRecordsPlace,
 }
 
+/// Where the Parquet sink's checkpoints of `topic` live, one directory per consumer identity:
+/// `OUTPUT/TOPIC/_checkpoint`, or `CHECKPOINT/TOPIC` when `consumer.checkpoint` is set.
+pub fn checkpoint_root(consumer: &ConsumerSettings, topic: &str) -> PathBuf {
+    if consumer.checkpoint.as_os_str().is_empty() {
+        consumer.output.join(topic).join("_checkpoint")
+    } else {
+        consumer.checkpoint.join(topic)
+    }
+}
+
 /// `OUTPUT/TOPIC/` with its checkpoint (`OUTPUT/TOPIC/_checkpoint/<identity>` or under
 /// `consumer.checkpoint`), locked for this consumer before the sink opens it (the sink clears
 /// its temporaries).
@@ -180,11 +190,7 @@ fn parquet_output(
     owned: &[i32],
 ) -> Result<Output, ConsumeError> {
     let topic_dir = consumer.output.join(topic);
-    let root: PathBuf = if consumer.checkpoint.as_os_str().is_empty() {
-        topic_dir.join("_checkpoint")
-    } else {
-        consumer.checkpoint.join(topic)
-    };
+    let root = checkpoint_root(consumer, topic);
     let checkpoint = Checkpoint::open(root.join(selection.identity())).map_err(|source| {
         ConsumeError::Checkpoint {
             topic: topic.to_string(),

@@ -121,6 +121,22 @@ impl TableLocation {
         topic: &str,
         storage: &StorageSettings,
     ) -> Result<Self, LakeError> {
+        if !is_remote(output) {
+            let dir = output.join(topic);
+            std::fs::create_dir_all(&dir).map_err(|source| LakeError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        Self::existing(output, topic, storage)
+    }
+
+    /// Like [`Self::for_topic`], creating nothing: for readers.
+    pub fn existing(
+        output: &Path,
+        topic: &str,
+        storage: &StorageSettings,
+    ) -> Result<Self, LakeError> {
         let text = output.to_string_lossy();
         let bad = |reason: String| LakeError::BadOutput {
             output: text.to_string(),
@@ -137,10 +153,6 @@ impl TableLocation {
                 .map_err(|e| bad(e.to_string()))?
         } else {
             let dir = std::path::absolute(output.join(topic)).map_err(|e| bad(e.to_string()))?;
-            std::fs::create_dir_all(&dir).map_err(|source| LakeError::Directory {
-                path: dir.display().to_string(),
-                source,
-            })?;
             Url::from_directory_path(&dir).map_err(|()| bad("not an absolute path".into()))?
         };
         Ok(Self {

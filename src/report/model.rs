@@ -107,7 +107,9 @@ impl ProductReport {
 pub struct InputSummary {
     /// `workorder: database/workorder (Parquet, 12 committed files)` and the like.
     pub sources: Vec<String>,
+    /// Work-order rows used: every field present, output finite, inside the window.
     pub workorder_records: u64,
+    /// Metric rows used, by the same rule (whether or not they fell in an interval).
     pub metric_samples: u64,
     /// Rows left out: null fields or non-finite numbers, per topic.
     pub workorder_dropped: u64,

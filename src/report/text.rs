@@ -47,6 +47,14 @@ pub fn fmt_p(value: f64) -> String {
     }
 }
 
+/// Unix microseconds as a UTC date and time, `2026-01-03 14:05`.
+pub fn fmt_time(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map_or_else(
+        || micros.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

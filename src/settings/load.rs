@@ -225,6 +225,14 @@ const TEXT_ONLY_KEYS: &[&str] = &[
     "kafka.sasl_password",
     "kafka.sasl_username",
     "kafka.client_id",
+    "report.workorder_topic",
+    "report.product_column",
+    "report.output_column",
+    "report.workorder_time_column",
+    "report.metrics_topic",
+    "report.metric_id_column",
+    "report.metric_value_column",
+    "report.metric_time_column",
 ];
 
 /// Whether the environment variable `name` sets one of [`TEXT_ONLY_KEYS`].

@@ -43,7 +43,8 @@ pub use load::{DEFAULT_CONFIG_FILE, ENV_PREFIX, ENV_SEPARATOR, SettingsError, Se
 pub use types::{
     BadRecordPolicy, ByteSize, ColumnType, CompressionCodec, DataLossPolicy,
     EndpointIdentification, OptionalAddr, OptionalInterval, ParquetCompression, PositiveSeconds,
-    SaslMechanism, Seconds, Secret, SecurityProtocol, SinkKind, Span, StartingOffsets, Trigger,
+    ReportFormats, SaslMechanism, Seconds, Secret, SecurityProtocol, SinkKind, Span,
+    StartingOffsets, Trigger,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -56,6 +57,7 @@ pub struct Settings {
     pub consumer: ConsumerSettings,
     pub storage: StorageSettings,
     pub status: StatusSettings,
+    pub report: ReportSettings,
 }
 
 /// How to reach the Kafka cluster.
@@ -195,6 +197,50 @@ impl StatusSettings {
     /// The address to serve on, if any.
     pub fn bind_addr(&self) -> Option<SocketAddr> {
         self.bind.0
+    }
+}
+
+/// `factorypal report`: which topics and columns hold the work orders and the metrics, and
+/// the analysis choices. It reads the consumer's output (`consumer.output`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// The work-order topic and its product, cumulative-output and time columns.
+    pub workorder_topic: String,
+    pub product_column: String,
+    pub output_column: String,
+    pub workorder_time_column: String,
+    /// The metrics topic and its id, value and time columns.
+    pub metrics_topic: String,
+    pub metric_id_column: String,
+    pub metric_value_column: String,
+    pub metric_time_column: String,
+    /// Metrics are also tested 1..=max_lag intervals before the output (0: same interval only).
+    pub max_lag: usize,
+    /// A relation is significant when its Benjamini–Hochberg adjusted p is at most this.
+    pub alpha: f64,
+    /// Directory the report files go to.
+    pub out: PathBuf,
+    /// Which files to write.
+    pub formats: ReportFormats,
+}
+
+impl Default for ReportSettings {
+    fn default() -> Self {
+        Self {
+            workorder_topic: "workorder".into(),
+            product_column: "product".into(),
+            output_column: "production".into(),
+            workorder_time_column: "time".into(),
+            metrics_topic: "metrics".into(),
+            metric_id_column: "id".into(),
+            metric_value_column: "val".into(),
+            metric_time_column: "time".into(),
+            max_lag: 3,
+            alpha: 0.05,
+            out: PathBuf::from("report"),
+            formats: ReportFormats::default(),
+        }
     }
 }
 

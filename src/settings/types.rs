@@ -586,6 +586,67 @@ named_choice! {
     }
 }
 
+/// Which report files to write: a comma-separated list of `md`, `html`, `csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ReportFormats {
+    pub md: bool,
+    pub html: bool,
+    pub csv: bool,
+}
+
+impl Default for ReportFormats {
+    fn default() -> Self {
+        Self {
+            md: true,
+            html: true,
+            csv: true,
+        }
+    }
+}
+
+impl TryFrom<String> for ReportFormats {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let mut formats = Self {
+            md: false,
+            html: false,
+            csv: false,
+        };
+        for part in text.split(',').map(str::trim) {
+            match part.to_ascii_lowercase().as_str() {
+                "md" | "markdown" => formats.md = true,
+                "html" => formats.html = true,
+                "csv" => formats.csv = true,
+                _ => {
+                    return Err(format!(
+                        "{} is not a list of md, html and csv, like \"md,html,csv\"",
+                        Excerpt(&text)
+                    ));
+                }
+            }
+        }
+        Ok(formats)
+    }
+}
+
+impl From<ReportFormats> for String {
+    fn from(formats: ReportFormats) -> String {
+        let names = [
+            ("md", formats.md),
+            ("html", formats.html),
+            ("csv", formats.csv),
+        ];
+        let chosen: Vec<&str> = names
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect();
+        chosen.join(",")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

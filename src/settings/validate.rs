@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{ColumnType, ConsumerTopic, KafkaSettings, Settings};
+use super::{ColumnType, ConsumerTopic, KafkaSettings, ReportSettings, Settings};
 use crate::excerpt::Excerpt;
 use crate::sink::day::DATE_COLUMN;
 
@@ -57,6 +57,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
         admin,
         producer,
         consumer,
+        report,
         ..
     } = settings;
     if kafka.bootstrap_brokers().is_empty() {
@@ -91,6 +92,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
         1,
     )?;
     validate_sources(settings)?;
+    validate_report(report)?;
     for (topic, t) in &consumer.topics {
         if t.schema.is_empty() {
             return Err(invalid(
@@ -108,6 +110,45 @@ pub(super) fn validate(settings: &Settings) -> Result<(), Invalid> {
 
 /// `partition_by_day` names a `timestamp` column of the topic's schema, and the schema has no
 /// column of the partition's name (`date`), which readers would confuse with the partition.
+/// More lags than a day of hourly work orders is a typo, and each lag is a test more.
+const MAX_REPORT_LAG: usize = 24;
+
+fn validate_report(report: &ReportSettings) -> Result<(), Invalid> {
+    at_most("report.max_lag", report.max_lag, MAX_REPORT_LAG)?;
+    if !(report.alpha > 0.0 && report.alpha < 1.0) {
+        return Err(invalid(
+            "report.alpha",
+            format!(
+                "expected a number between 0 and 1, like 0.05; found {}",
+                report.alpha
+            ),
+        ));
+    }
+    let columns = [
+        ("report.workorder_topic", &report.workorder_topic),
+        ("report.product_column", &report.product_column),
+        ("report.output_column", &report.output_column),
+        (
+            "report.workorder_time_column",
+            &report.workorder_time_column,
+        ),
+        ("report.metrics_topic", &report.metrics_topic),
+        ("report.metric_id_column", &report.metric_id_column),
+        ("report.metric_value_column", &report.metric_value_column),
+        ("report.metric_time_column", &report.metric_time_column),
+    ];
+    if let Some((key, _)) = columns.iter().find(|(_, name)| name.trim().is_empty()) {
+        return Err(invalid(key, "expected a name; found nothing".to_string()));
+    }
+    if !(report.formats.md || report.formats.html || report.formats.csv) {
+        return Err(invalid(
+            "report.formats",
+            "expected at least one of md, html, csv".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_partition_by_day(topic: &str, t: &ConsumerTopic) -> Result<(), Invalid> {
     let Some(column) = &t.partition_by_day else {
         return Ok(());

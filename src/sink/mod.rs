@@ -8,6 +8,7 @@ mod parquet;
 
 pub use console::ConsoleSink;
 pub use delta::{DeltaSink, DeltaSinkOptions};
+pub(crate) use parquet::parse_name;
 pub use parquet::{ParquetSink, writer_properties};
 
 use std::collections::BTreeMap;

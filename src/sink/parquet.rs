@@ -189,12 +189,13 @@ pub fn writer_properties(compression: ParquetCompression) -> WriterProperties {
 }
 
 /// The parts of a data file's name, `part-<batch>-<nnnn><suffix>.parquet`.
-struct FileName<'a> {
-    batch: u64,
-    suffix: &'a str,
+pub(crate) struct FileName<'a> {
+    pub batch: u64,
+    /// `""` for a consumer of all partitions, else `-<identity>`.
+    pub suffix: &'a str,
 }
 
-fn parse_name(name: &str) -> Option<FileName<'_>> {
+pub(crate) fn parse_name(name: &str) -> Option<FileName<'_>> {
     let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
     let (batch, rest) = rest.split_once('-')?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();

@@ -1,0 +1,197 @@
+//! Work orders → each product's intervals and their output (method steps 1 and 2).
+//!
+//! A product's records, sorted by (time, production), give an interval between every two
+//! consecutive records with distinct times: `[time[i], time[i+1])`, whose output is
+//! `production[i+1] − production[i]`. A negative step (a counter reset or correction) keeps
+//! its place in the sequence (lags count positions) but has no output.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, RecordBatch};
+
+use super::columns::{ColumnTypeError, KeyColumn, micros, numbers};
+use super::model::{IntervalCounts, Key};
+use super::{ReportError, Window};
+
+/// The most work-order records the report holds (16 bytes each); more must be narrowed with
+/// `--from`/`--to`.
+pub const MAX_WORKORDERS: u64 = 20_000_000;
+
+/// Where the work-order columns are.
+pub struct Names<'a> {
+    pub topic: &'a str,
+    pub product: &'a str,
+    pub output: &'a str,
+    pub time: &'a str,
+}
+
+impl Names<'_> {
+    /// The columns to read, in the order `add` takes them.
+    pub fn columns(&self) -> [&str; 3] {
+        [self.product, self.output, self.time]
+    }
+
+    fn type_error(&self) -> impl Fn(ColumnTypeError) -> ReportError + '_ {
+        |source| ReportError::ColumnType {
+            topic: self.topic.to_string(),
+            source,
+        }
+    }
+}
+
+/// One work-order record of a product.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    time: i64,
+    production: f64,
+}
+
+/// Work orders grouped by product, as read.
+#[derive(Debug, Default)]
+pub struct WorkOrders {
+    by_product: BTreeMap<Key, Vec<Reading>>,
+    /// Rows with a null field or a non-finite production, left out.
+    pub dropped: u64,
+    /// Rows kept.
+    pub kept: u64,
+}
+
+impl WorkOrders {
+    /// Adds one batch of the [`Names::columns`].
+    pub fn add(
+        &mut self,
+        batch: &RecordBatch,
+        names: &Names<'_>,
+        window: Window,
+    ) -> Result<(), ReportError> {
+        let products =
+            KeyColumn::new(names.product, batch.column(0)).map_err(names.type_error())?;
+        let values = numbers(names.output, batch.column(1)).map_err(names.type_error())?;
+        let times = micros(names.time, batch.column(2)).map_err(names.type_error())?;
+        for i in 0..batch.num_rows() {
+            let (Some(key), true, true) = (products.get(i), values.is_valid(i), times.is_valid(i))
+            else {
+                self.dropped += 1;
+                continue;
+            };
+            let (value, at) = (values.value(i), times.value(i));
+            if !value.is_finite() {
+                self.dropped += 1;
+                continue;
+            }
+            if !window.contains(at) {
+                continue;
+            }
+            self.kept += 1;
+            if self.kept > MAX_WORKORDERS {
+                return Err(ReportError::TooMuchData {
+                    what: format!("more than {MAX_WORKORDERS} work-order records"),
+                });
+            }
+            self.by_product.entry(key).or_default().push(Reading {
+                time: at,
+                production: value,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every product's intervals, products in key order.
+    pub fn into_intervals(self) -> Vec<Intervals> {
+        self.by_product
+            .into_iter()
+            .map(|(product, readings)| Intervals::new(product, readings))
+            .collect()
+    }
+}
+
+/// One product's intervals in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intervals {
+    pub product: Key,
+    /// Interval `j` covers `[starts[j], ends[j])`, unix microseconds.
+    pub starts: Vec<i64>,
+    pub ends: Vec<i64>,
+    /// `None` for a negative step.
+    pub outputs: Vec<Option<f64>>,
+    pub counts: IntervalCounts,
+}
+
+impl Intervals {
+    fn new(product: Key, mut readings: Vec<Reading>) -> Self {
+        readings.sort_by(|a, b| {
+            a.time
+                .cmp(&b.time)
+                .then(a.production.total_cmp(&b.production))
+        });
+        let mut this = Self {
+            product,
+            starts: Vec::new(),
+            ends: Vec::new(),
+            outputs: Vec::new(),
+            counts: IntervalCounts {
+                records: readings.len(),
+                ..IntervalCounts::default()
+            },
+        };
+        for pair in readings.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if b.time == a.time {
+                this.counts.zero_length += 1;
+                continue;
+            }
+            let output = b.production - a.production;
+            if output < 0.0 {
+                this.counts.negative_steps += 1;
+            }
+            this.starts.push(a.time);
+            this.ends.push(b.time);
+            this.outputs.push((output >= 0.0).then_some(output));
+        }
+        this.counts.intervals = this.starts.len();
+        this
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// The interval holding time `t`, if any.
+    pub fn find(&self, t: i64) -> Option<usize> {
+        let j = self.starts.partition_point(|&s| s <= t).checked_sub(1)?;
+        (t < self.ends[j]).then_some(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(time: i64, production: f64) -> Reading {
+        Reading { time, production }
+    }
+
+    #[test]
+    fn intervals_skip_equal_times_and_mark_negative_steps() {
+        let readings = vec![
+            reading(30, 5.0),
+            reading(10, 1.0),
+            reading(20, 4.0),
+            reading(20, 3.0),
+            reading(40, 9.0),
+        ];
+        let intervals = Intervals::new(Key::Int(0), readings);
+        // Sorted: (10,1) (20,3) (20,4) (30,5) (40,9).
+        assert_eq!(intervals.starts, vec![10, 20, 30]);
+        assert_eq!(intervals.ends, vec![20, 30, 40]);
+        assert_eq!(intervals.outputs, vec![Some(2.0), Some(1.0), Some(4.0)]);
+        assert_eq!(intervals.counts.zero_length, 1);
+        assert_eq!(intervals.find(10), Some(0));
+        assert_eq!(intervals.find(29), Some(1));
+        assert_eq!(intervals.find(40), None);
+        assert_eq!(intervals.find(9), None);
+        let reset = Intervals::new(Key::Int(1), vec![reading(1, 10.0), reading(2, 3.0)]);
+        assert_eq!(reset.outputs, vec![None]);
+        assert_eq!(reset.counts.negative_steps, 1);
+    }
+}
