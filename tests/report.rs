@@ -762,6 +762,50 @@ fn parquet_topic(
     json
 }
 
+/// Pearson's r stays accurate where one-pass sums lose digits: a metric on an offset of 1e9
+/// (its signal in the 7th digit) and a production counter starting at 1e12. Every defined r is
+/// compared with the exact r of the same pairs (rational arithmetic in report_check.py), to
+/// 1e-11 relative, on the rows where scipy's own r is that close to exact.
+#[test]
+fn r_is_accurate_on_large_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg(script("report_check.py"))
+            .args(["offsets", "--out"])
+            .arg(dir.path()),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "offsets: {}", stderr(&out));
+    let json = |name: &str| dir.path().join(name);
+    let metrics = std::fs::read_to_string(json("metrics.json")).unwrap();
+    let workorders = std::fs::read_to_string(json("workorder.json")).unwrap();
+    parquet_topic(dir.path(), "metrics", &metrics, None, &[]);
+    parquet_topic(dir.path(), "workorder", &workorders, None, &[]);
+    let rep = report_ok(
+        dir.path(),
+        &dir.path().join("input"),
+        "rep",
+        &[],
+        &["--format", "csv", "--max-lag", "2"],
+    );
+    let out = run_with_timeout(
+        Command::new(python())
+            .arg(script("report_check.py"))
+            .arg("exact-r")
+            .arg("--metrics")
+            .arg(json("metrics.json"))
+            .arg("--workorders")
+            .arg(json("workorder.json"))
+            .arg("--csv")
+            .arg(rep.join("correlations.csv"))
+            .args(["--max-lag", "2"]),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    eprintln!("exact r: {}", stdout(&out).trim());
+}
+
 /// (d) NaN, ±Infinity and null values, zero-length pairs, negative steps, too few intervals,
 /// a constant output, a constant metric, a metric with one sample, and files of a batch that
 /// was never committed: the report still comes out, every row as scipy computes it from the

@@ -10,6 +10,14 @@ usage:
       first mismatches, one a line.
   report_check.py top3 --metrics M.json --workorders W.json --max-lag K [--from T] [--to T]
       One JSON line: per product, the top three metric ids by the spec's ranking.
+  report_check.py exact-r --metrics M.json --workorders W.json --csv correlations.csv
+                          --max-lag K [--rtol 1e-11] [--reference-rtol 1e-11]
+      Each defined pearson_r of the CSV against the exact r of the same pairs (rational
+      arithmetic on the same doubles), on rows where scipy's r is itself within
+      --reference-rtol of exact. Exit 1 and the rows further than --rtol.
+  report_check.py offsets --out DIR [--seed S] [--intervals N]
+      Writes metrics.json and workorder.json where one-pass sums lose digits (a metric on an
+      offset of 1e9, a counter starting at 1e12): the data of exact-r's test.
   report_check.py shuffle --in M.json --out SHUFFLED.json [--seed S]
       The null case: each metric id's `val`s permuted across that id's samples (fixed seed);
       ids, times and record order kept.
@@ -192,7 +200,7 @@ def expected_rows(args):
                 x = np.array([outputs[j] for j in js], float)
                 y = np.array([mean[j - lag] for j in js], float)
                 n, r, rho, pv, note = correlate(x, y)
-                product_rows.append({"product": p, "metric": m, "lag": lag, "n": n, "r": r, "rho": rho, "p": pv, "note": note})
+                product_rows.append({"product": p, "metric": m, "lag": lag, "n": n, "r": r, "rho": rho, "p": pv, "note": note, "x": x, "y": y})
         defined = [row for row in product_rows if row["p"] is not None]
         if defined:
             adjusted = stats.false_discovery_control(np.array([row["p"] for row in defined]), method="bh")
@@ -315,6 +323,78 @@ def check(args):
     print(json.dumps(summary))
 
 
+def exact_r(x, y):
+    """Pearson's r of the very doubles x and y in exact rational arithmetic, rounded once."""
+    from fractions import Fraction
+
+    xs = [Fraction(float(v)) for v in x]
+    ys = [Fraction(float(v)) for v in y]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    dx = [v - mx for v in xs]
+    dy = [v - my for v in ys]
+    sxy = sum(a * b for a, b in zip(dx, dy))
+    r2 = sxy * sxy / (sum(a * a for a in dx) * sum(b * b for b in dy))
+    return math.copysign(math.sqrt(r2), sxy)
+
+
+def check_exact_r(args):
+    """Each defined r of the CSV against the exact r of the same pairs (rational arithmetic),
+    where double precision allows it: rows on which scipy's own r is further than
+    --reference-rtol from exact (inputs nearly constant in double precision) are skipped."""
+    expected = expected_rows(args)
+    got = {(g["product"], g["metric"], int(g["lag"])): g for g in csv.DictReader(open(args.csv, newline=""))}
+    problems, worst, worst_scipy, skipped, checked = [], 0.0, 0.0, 0, 0
+    for row in expected:
+        if row["r"] is None:
+            continue
+        exact = exact_r(row["x"], row["y"])
+        scipy_err = abs(row["r"] - exact) / abs(exact) if exact else abs(row["r"])
+        if scipy_err > args.reference_rtol:
+            skipped += 1
+            continue
+        cell = got[(label(row["product"]), label(row["metric"]), row["lag"])]["pearson_r"]
+        ours = float(cell)
+        err = abs(ours - exact) / abs(exact) if exact else abs(ours)
+        checked += 1
+        worst, worst_scipy = max(worst, err), max(worst_scipy, scipy_err)
+        if err > args.rtol:
+            problems.append(f"row product={row['product']} metric={row['metric']} lag={row['lag']} (n={row['n']}): pearson_r={cell}, exact {exact!r} (relative error {err:.2g}; scipy's {scipy_err:.2g})")
+    summary = {"checked": checked, "skipped": skipped, "max_relative_error": worst, "scipy_max_relative_error": worst_scipy}
+    if problems:
+        print(f"report_check: {len(problems)} r value(s) of {args.csv} further than {args.rtol:g} from exact: {json.dumps(summary)}")
+        for line in problems[:args.show]:
+            print("  " + line)
+        sys.exit(1)
+    print(json.dumps(summary))
+
+
+def offsets(args):
+    """Data where a plain one-pass mean loses digits: per product, args.intervals work orders
+    100 s apart (product 1's counter starts at 1e12), one sample per interval of each metric:
+    a near-copy of the output (+1), a tiny signal on a 1e9 offset (+2), noise (+3), and the
+    negated output with noise (+4), ids 10*product + k."""
+    rng = np.random.default_rng(args.seed)
+    start = 1_767_225_600
+    workorders, metrics = [], []
+    for product in range(2):
+        t, counter = start, 1e12 if product else 0.0
+        for i in range(args.intervals + 1):
+            workorders.append({"time": t, "product": product, "production": counter})
+            rate = 100 + 50 * math.sin(i / 15 + product) + rng.normal() * (0.001 if product == 0 else 5)
+            if i < args.intervals:
+                base = 10 * product
+                metrics.append({"id": base + 1, "val": 2 * rate + rng.normal() * 1e-3, "time": t + 50})
+                metrics.append({"id": base + 2, "val": 1e9 + rate * 1e-3 + rng.normal() * 1e-3, "time": t + 51})
+                metrics.append({"id": base + 3, "val": float(rng.normal()), "time": t + 52})
+                metrics.append({"id": base + 4, "val": -rate + rng.normal() * 30, "time": t + 53})
+            counter += rate
+            t += 100
+    for name, records in (("metrics.json", metrics), ("workorder.json", workorders)):
+        with open(f"{args.out}/{name}", "w") as f:
+            json.dump(records, f)
+
+
 def shuffle(args):
     records = load(getattr(args, "in"))
     rng = np.random.default_rng(args.seed)
@@ -333,7 +413,7 @@ def shuffle(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
-    for name in ("check", "top3"):
+    for name in ("check", "top3", "exact-r"):
         p = sub.add_parser(name)
         p.add_argument("--metrics", required=True)
         p.add_argument("--workorders", required=True)
@@ -341,9 +421,16 @@ def main():
         p.add_argument("--from", dest="from_")
         p.add_argument("--to")
         p.add_argument("--alpha", type=float, default=0.05)
-        if name == "check":
+        if name in ("check", "exact-r"):
             p.add_argument("--csv", required=True)
             p.add_argument("--show", type=int, default=10, help="mismatches printed")
+        if name == "exact-r":
+            p.add_argument("--rtol", type=float, default=1e-11)
+            p.add_argument("--reference-rtol", type=float, default=1e-11)
+    p = sub.add_parser("offsets")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--intervals", type=int, default=2000)
     p = sub.add_parser("shuffle")
     p.add_argument("--in", required=True)
     p.add_argument("--out", required=True)
@@ -351,6 +438,10 @@ def main():
     args = parser.parse_args()
     if args.mode == "check":
         check(args)
+    elif args.mode == "exact-r":
+        check_exact_r(args)
+    elif args.mode == "offsets":
+        offsets(args)
     elif args.mode == "top3":
         print(json.dumps({p: [i["metric"] for i in items] for p, items in top3(expected_rows(args)).items()}))
     else:
