@@ -196,11 +196,18 @@ def expected_rows(args):
         for m in sorted(ids, key=key_order):
             mean = means.get(m, np.full(k_count, np.nan))
             for lag in range(args.max_lag + 1):
-                js = [j for j in range(lag, k_count) if not math.isnan(outputs[j]) and not math.isnan(mean[j - lag])]
+                js = [
+                    j
+                    for j in range(lag, k_count)
+                    if not math.isnan(outputs[j]) and not math.isnan(mean[j - lag])
+                ]
                 x = np.array([outputs[j] for j in js], float)
                 y = np.array([mean[j - lag] for j in js], float)
                 n, r, rho, pv, note = correlate(x, y)
-                product_rows.append({"product": p, "metric": m, "lag": lag, "n": n, "r": r, "rho": rho, "p": pv, "note": note, "x": x, "y": y})
+                product_rows.append(
+                    {"product": p, "metric": m, "lag": lag, "n": n, "r": r, "rho": rho, "p": pv,
+                     "note": note, "x": x, "y": y}
+                )
         defined = [row for row in product_rows if row["p"] is not None]
         if defined:
             adjusted = stats.false_discovery_control(np.array([row["p"] for row in defined]), method="bh")
@@ -220,7 +227,8 @@ def top3(rows):
             continue
         key = (row["product"], row["metric"])
         cur = best.get(key)
-        if cur is None or abs(row["r"]) > abs(cur["r"]) or (abs(row["r"]) == abs(cur["r"]) and row["lag"] < cur["lag"]):
+        stronger = cur is None or abs(row["r"]) > abs(cur["r"])
+        if stronger or (abs(row["r"]) == abs(cur["r"]) and row["lag"] < cur["lag"]):
             best[key] = row
     ranked = {}
     for (p, m), row in best.items():
@@ -228,7 +236,10 @@ def top3(rows):
     out = {}
     for p, items in ranked.items():
         items.sort(key=lambda row: (-abs(row["r"]), key_order(row["metric"])))
-        out[label(p)] = [{"metric": item["metric"], "lag": item["lag"], "r": item["r"], "significant": item.get("significant", False)} for item in items[:3]]
+        out[label(p)] = [
+            {"metric": i["metric"], "lag": i["lag"], "r": i["r"], "significant": i.get("significant", False)}
+            for i in items[:3]
+        ]
     return out
 
 
@@ -260,7 +271,10 @@ def compare(expected, csv_path, worst):
         missing = [k for k in want_keys if k not in set(got_keys)]
         extra = [k for k in got_keys if k not in set(want_keys)]
         if missing or extra:
-            problems.append(f"rows differ: {len(missing)} missing (first {missing[:5]}), {len(extra)} unexpected (first {extra[:5]})")
+            problems.append(
+                f"rows differ: {len(missing)} missing (first {missing[:5]}), "
+                f"{len(extra)} unexpected (first {extra[:5]})"
+            )
         else:
             problems.append("rows are not in the spec's order (product, metric, lag)")
         return problems
@@ -269,7 +283,12 @@ def compare(expected, csv_path, worst):
         if int(g["n"]) != want["n"]:
             problems.append(f"{where}: n={g['n']}, expected {want['n']}")
             continue
-        fields = [("pearson_r", want["r"], "r"), ("spearman_rho", want["rho"], "r"), ("p_value", want["p"], "p"), ("p_adjusted", want.get("q"), "p")]
+        fields = [
+            ("pearson_r", want["r"], "r"),
+            ("spearman_rho", want["rho"], "r"),
+            ("p_value", want["p"], "p"),
+            ("p_adjusted", want.get("q"), "p"),
+        ]
         for name, value, kind in fields:
             cell = g[name]
             if value is None:
@@ -283,7 +302,8 @@ def compare(expected, csv_path, worst):
             if value != 0:
                 worst[name] = max(worst.get(name, 0.0), abs(ours - value) / abs(value))
             if not close(ours, value, kind):
-                problems.append(f"{where}: {name}={cell}, scipy {value!r} (relative difference {abs(ours - value) / abs(value) if value else float('inf'):.3g})")
+                diff = abs(ours - value) / abs(value) if value else float("inf")
+                problems.append(f"{where}: {name}={cell}, scipy {value!r} (relative difference {diff:.3g})")
         if want["p"] is None:
             if g["significant"] != "":
                 problems.append(f"{where}: significant={g['significant']!r}, expected empty")
@@ -293,11 +313,14 @@ def compare(expected, csv_path, worst):
             else:
                 wanted = (note,)
             if not any(w in g["note"] for w in wanted):
-                problems.append(f"{where}: note={g['note']!r}, expected one containing {' or '.join(map(repr, wanted))}")
+                wanted_text = " or ".join(map(repr, wanted))
+                problems.append(f"{where}: note={g['note']!r}, expected one containing {wanted_text}")
         else:
             flag = "true" if want["significant"] else "false"
             if g["significant"] != flag:
-                problems.append(f"{where}: significant={g['significant']!r}, expected {flag} (p_adjusted scipy {want['q']!r})")
+                problems.append(
+                    f"{where}: significant={g['significant']!r}, expected {flag} (p_adjusted scipy {want['q']!r})"
+                )
     return problems
 
 
@@ -306,7 +329,8 @@ def check(args):
     worst = {}
     problems = compare(expected, args.csv, worst)
     if problems:
-        print(f"report_check: {len(problems)} mismatch(es) in {args.csv} (scipy {scipy.__version__}, numpy {np.__version__}):")
+        versions = f"scipy {scipy.__version__}, numpy {np.__version__}"
+        print(f"report_check: {len(problems)} mismatch(es) in {args.csv} ({versions}):")
         for line in problems[:args.show]:
             print("  " + line)
         sys.exit(1)
@@ -315,7 +339,10 @@ def check(args):
         "rows": len(expected),
         "defined": sum(1 for r in expected if r["p"] is not None),
         "significant": sum(1 for r in expected if r.get("significant")),
-        "significant_per_product": {label(p): sum(1 for r in expected if r["product"] == p and r.get("significant")) for p in sorted({r["product"] for r in expected}, key=key_order)},
+        "significant_per_product": {
+            label(p): sum(1 for r in expected if r["product"] == p and r.get("significant"))
+            for p in sorted({r["product"] for r in expected}, key=key_order)
+        },
         "top3": {p: [item["metric"] for item in items] for p, items in tops.items()},
         "top3_significant": {p: all(item["significant"] for item in items) for p, items in tops.items()},
         "max_relative_difference": worst,
@@ -359,10 +386,21 @@ def check_exact_r(args):
         checked += 1
         worst, worst_scipy = max(worst, err), max(worst_scipy, scipy_err)
         if err > args.rtol:
-            problems.append(f"row product={row['product']} metric={row['metric']} lag={row['lag']} (n={row['n']}): pearson_r={cell}, exact {exact!r} (relative error {err:.2g}; scipy's {scipy_err:.2g})")
-    summary = {"checked": checked, "skipped": skipped, "max_relative_error": worst, "scipy_max_relative_error": worst_scipy}
+            problems.append(
+                f"row product={row['product']} metric={row['metric']} lag={row['lag']} (n={row['n']}): "
+                f"pearson_r={cell}, exact {exact!r} (relative error {err:.2g}; scipy's {scipy_err:.2g})"
+            )
+    summary = {
+        "checked": checked,
+        "skipped": skipped,
+        "max_relative_error": worst,
+        "scipy_max_relative_error": worst_scipy,
+    }
     if problems:
-        print(f"report_check: {len(problems)} r value(s) of {args.csv} further than {args.rtol:g} from exact: {json.dumps(summary)}")
+        print(
+            f"report_check: {len(problems)} r value(s) of {args.csv} further than {args.rtol:g} "
+            f"from exact: {json.dumps(summary)}"
+        )
         for line in problems[:args.show]:
             print("  " + line)
         sys.exit(1)
@@ -385,7 +423,8 @@ def offsets(args):
             if i < args.intervals:
                 base = 10 * product
                 metrics.append({"id": base + 1, "val": 2 * rate + rng.normal() * 1e-3, "time": t + 50})
-                metrics.append({"id": base + 2, "val": 1e9 + rate * 1e-3 + rng.normal() * 1e-3, "time": t + 51})
+                offset = 1e9 + rate * 1e-3 + rng.normal() * 1e-3
+                metrics.append({"id": base + 2, "val": offset, "time": t + 51})
                 metrics.append({"id": base + 3, "val": float(rng.normal()), "time": t + 52})
                 metrics.append({"id": base + 4, "val": -rate + rng.normal() * 30, "time": t + 53})
             counter += rate

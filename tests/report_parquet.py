@@ -21,8 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SCHEMAS = {
-    "metrics": pa.schema([("id", pa.int32()), ("val", pa.float64()), ("time", pa.timestamp("us", tz="UTC"))]),
-    "workorder": pa.schema([("time", pa.timestamp("us", tz="UTC")), ("product", pa.int32()), ("production", pa.float64())]),
+    "metrics": pa.schema(
+        [("id", pa.int32()), ("val", pa.float64()), ("time", pa.timestamp("us", tz="UTC"))]
+    ),
+    "workorder": pa.schema(
+        [("time", pa.timestamp("us", tz="UTC")), ("product", pa.int32()), ("production", pa.float64())]
+    ),
 }
 
 
@@ -56,13 +60,20 @@ def main():
     os.makedirs(checkpoint, exist_ok=True)
     name = "part-00000000-0000.parquet"
     pq.write_table(table(args.kind, records, types), os.path.join(args.topic_dir, name))
-    commit = {"batch": 0, "next_offsets": {"0": len(records)}, "files": [name], "rows": len(records), "bad_records": 0}
+    commit = {
+        "batch": 0,
+        "next_offsets": {"0": len(records)},
+        "files": [name],
+        "rows": len(records),
+        "bad_records": 0,
+    }
     with open(os.path.join(checkpoint, "000000000000.commit.json"), "w") as f:
         json.dump(commit, f, indent=2)
     if args.uncommitted:
         with open(args.uncommitted) as f:
             more = json.load(f)
-        pq.write_table(table(args.kind, more, types), os.path.join(args.topic_dir, "part-00000001-0000.parquet"))
+        uncommitted = os.path.join(args.topic_dir, "part-00000001-0000.parquet")
+        pq.write_table(table(args.kind, more, types), uncommitted)
 
 
 if __name__ == "__main__":
