@@ -174,15 +174,10 @@ fn series(intervals: &Intervals, pairs: &Pairs) -> Vec<IntervalPoint> {
         .collect()
 }
 
-/// The first sentence of a product's section: the significant metrics in rank order (at most
-/// [`TOP`]), or why there are none.
+/// The first sentence of a product's section: the significant metrics (each at its strongest
+/// significant lag, strongest first, at most [`TOP`]), or why there are none.
 fn verdict(report: &ProductReport, ranked: &[usize], method: Method) -> String {
     let product = &report.product;
-    let tested = report
-        .correlations
-        .iter()
-        .filter(|c| c.stats.is_some())
-        .count();
     if report.correlations.is_empty() {
         return format!(
             "No machine parameter is significantly related to product {product}'s output: there \
@@ -191,19 +186,20 @@ fn verdict(report: &ProductReport, ranked: &[usize], method: Method) -> String {
     }
     let Some(&strongest) = ranked.first() else {
         return format!(
-            "No machine parameter is significantly related to product {product}'s output: there \
-             is too little data to test any ({} work orders give {} intervals; a test needs at \
-             least 3 intervals with both an output and a parameter sample).",
-            report.counts.records, report.counts.intervals
+            "No machine parameter is significantly related to product {product}'s output: no \
+             test could be computed ({}; {} work orders give {} intervals).",
+            undefined_reasons(&report.correlations),
+            report.counts.records,
+            report.counts.intervals
         );
     };
-    let significant: Vec<&Correlation> = ranked
-        .iter()
-        .map(|&i| &report.correlations[i])
-        .filter(|c| c.stats.is_some_and(|s| s.significant))
-        .take(TOP)
-        .collect();
+    let significant = strongest_significant(&report.correlations);
     if significant.is_empty() {
+        let tested = report
+            .correlations
+            .iter()
+            .filter(|c| c.stats.is_some())
+            .count();
         let strongest = &report.correlations[strongest];
         let stats = strongest.stats.expect("ranked rows are defined");
         return format!(
@@ -218,6 +214,7 @@ fn verdict(report: &ProductReport, ranked: &[usize], method: Method) -> String {
     }
     let named: Vec<String> = significant
         .iter()
+        .take(TOP)
         .map(|c| {
             let s = c.stats.expect("significant rows are defined");
             format!(
@@ -228,23 +225,13 @@ fn verdict(report: &ProductReport, ranked: &[usize], method: Method) -> String {
             )
         })
         .collect();
-    let metrics_significant = ranked
-        .iter()
-        .filter(|&&i| {
-            let metric = &report.correlations[i].metric;
-            report
-                .correlations
-                .iter()
-                .any(|c| c.metric == *metric && c.stats.is_some_and(|s| s.significant))
-        })
-        .count();
-    let (count, verb) = match metrics_significant {
+    let (count, verb) = match significant.len() {
         1 => ("One machine parameter".to_string(), "goes"),
         2 => ("Two machine parameters".to_string(), "go"),
         3 => ("Three machine parameters".to_string(), "go"),
         n => (format!("{n} machine parameters"), "go"),
     };
-    let lead = if metrics_significant > named.len() {
+    let lead = if significant.len() > named.len() {
         "; the strongest"
     } else {
         ""
@@ -253,6 +240,49 @@ fn verdict(report: &ProductReport, ranked: &[usize], method: Method) -> String {
         "{count} {verb} significantly with product {product}'s output{lead}: {}.",
         join_words(&named)
     )
+}
+
+/// Per metric with a significant row, its significant row of largest |r| (ties: the smaller
+/// lag); strongest first (ties: the smaller metric).
+fn strongest_significant(rows: &[Correlation]) -> Vec<&Correlation> {
+    let abs_r = |c: &Correlation| c.stats.map_or(-1.0, |s| s.pearson_r.abs());
+    let mut best: Vec<&Correlation> = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|c| c.stats.is_some_and(|s| s.significant))
+    {
+        match best.last_mut() {
+            Some(last) if last.metric == row.metric => {
+                if abs_r(row) > abs_r(last) {
+                    *last = row;
+                }
+            }
+            _ => best.push(row),
+        }
+    }
+    best.sort_by(|a, b| {
+        abs_r(b)
+            .total_cmp(&abs_r(a))
+            .then_with(|| a.metric.cmp(&b.metric))
+    });
+    best
+}
+
+/// Why no row is defined, with how many rows each reason left out: `n < 3: 40 tests`.
+fn undefined_reasons(rows: &[Correlation]) -> String {
+    let mut reasons: Vec<(&str, usize)> = Vec::new();
+    for note in rows.iter().filter_map(|c| c.note) {
+        let reason = note.trim_start_matches("insufficient data: ");
+        match reasons.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((reason, 1)),
+        }
+    }
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|(reason, n)| format!("{reason}: {n} test{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    parts.join("; ")
 }
 
 fn lag_words(lag: usize) -> String {
@@ -268,5 +298,75 @@ fn join_words(items: &[String]) -> String {
         [] => String::new(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::IntervalCounts;
+
+    fn defined(metric: i64, lag: usize, n: usize, r: f64, p_adjusted: f64) -> Correlation {
+        Correlation {
+            metric: Key::Int(metric),
+            lag,
+            n,
+            stats: Some(Stats {
+                pearson_r: r,
+                spearman_rho: r,
+                p_value: p_adjusted,
+                p_adjusted,
+                significant: p_adjusted <= 0.05,
+            }),
+            note: None,
+        }
+    }
+
+    fn verdict_of(correlations: Vec<Correlation>) -> String {
+        let ranked = ranking(&correlations);
+        let report = ProductReport {
+            product: Key::Int(0),
+            counts: IntervalCounts::default(),
+            correlations,
+            top: Vec::new(),
+            verdict: String::new(),
+        };
+        let method = Method {
+            max_lag: 1,
+            alpha: 0.05,
+        };
+        verdict(&report, &ranked, method)
+    }
+
+    #[test]
+    fn a_significant_row_at_a_weaker_lag_is_named() {
+        // Metric 7's largest |r| is at lag 1 on 3 intervals (not significant); at lag 0 on
+        // 30 intervals it is significant: the verdict must not say "no parameter".
+        let text = verdict_of(vec![
+            defined(7, 0, 30, 0.755, 2.8e-6),
+            defined(7, 1, 3, 0.952, 0.198),
+        ]);
+        assert!(
+            text.starts_with("One machine parameter goes significantly"),
+            "{text}"
+        );
+        assert!(text.contains("metric 7 (r = +0.755)"), "{text}");
+    }
+
+    #[test]
+    fn no_defined_row_says_why() {
+        let constant = Correlation {
+            metric: Key::Int(1),
+            lag: 0,
+            n: 59,
+            stats: None,
+            note: Some("insufficient data: constant output"),
+        };
+        let text = verdict_of(vec![constant]);
+        assert!(
+            text.starts_with("No machine parameter is significantly"),
+            "{text}"
+        );
+        assert!(text.contains("constant output: 1 test"), "{text}");
     }
 }

@@ -45,7 +45,7 @@ fn summary(out: &mut String, input: &InputSummary, report: &Report) {
     }
     out.push_str("\nData read:\n\n");
     for source in &input.sources {
-        let _ = writeln!(out, "- {source}");
+        let _ = writeln!(out, "- {}", escape(source));
     }
     let _ = writeln!(
         out,
@@ -70,7 +70,8 @@ fn product_section(out: &mut String, product: &ProductReport, alpha: f64) {
     let _ = writeln!(
         out,
         "## Product {}\n\n**{}**\n",
-        product.product, product.verdict
+        escape(&product.product.to_string()),
+        escape(&product.verdict)
     );
     if !product.top.is_empty() {
         out.push_str("| Rank | Metric | Lag | r | rho | n | p | adjusted p | significant |\n");
@@ -82,7 +83,7 @@ fn product_section(out: &mut String, product: &ProductReport, alpha: f64) {
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 rank + 1,
-                row.metric,
+                escape(&row.metric.to_string()),
                 row.lag,
                 fmt_r(s.pearson_r),
                 fmt_r(s.spearman_rho),
@@ -118,4 +119,32 @@ fn product_section(out: &mut String, product: &ProductReport, alpha: f64) {
         );
     }
     let _ = writeln!(out, ". Significant means adjusted p ≤ {}.\n", fmt_p(alpha));
+}
+
+/// Text from the data (ids, paths) as Markdown shows it literally: its punctuation
+/// backslash-escaped, line breaks as spaces, so a `|` cannot split a table cell.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_break_a_table_or_a_heading() {
+        assert_eq!(escape("m|1\n# x"), "m\\|1 \\# x");
+        assert_eq!(escape("plain 7"), "plain 7");
+    }
 }

@@ -102,7 +102,9 @@ pub enum ReportError {
         #[source]
         source: ColumnTypeError,
     },
-    #[error("the input holds {what}; narrow the report with --from and --to")]
+    #[error(
+        "the input holds {what}; narrow the report with --from and --to, or check the [report] topic and column names"
+    )]
     TooMuchData { what: String },
     #[error("--from must be before --to (an empty window)")]
     EmptyWindow,
@@ -134,6 +136,9 @@ impl Classify for ReportError {
         }
     }
 }
+
+/// The most rows (product × metric × lag) a report computes and writes.
+pub const MAX_ROWS: usize = 1_000_000;
 
 /// The records kept: `from <= time < to`, unix microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -224,6 +229,17 @@ fn build(
     metric_data.read(&names.columns(), runtime, |batch| {
         samples.add(batch, &names, window)
     })?;
+    let rows = intervals.len() * samples.metrics().len() * (settings.max_lag + 1);
+    if rows > MAX_ROWS {
+        return Err(ReportError::TooMuchData {
+            what: format!(
+                "{} products × {} metric ids × {} lags = {rows} correlations (more than {MAX_ROWS})",
+                intervals.len(),
+                samples.metrics().len(),
+                settings.max_lag + 1
+            ),
+        });
+    }
     let method = Method {
         max_lag: settings.max_lag,
         alpha: settings.alpha,

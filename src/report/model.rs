@@ -75,7 +75,8 @@ pub struct IntervalCounts {
     pub records: usize,
     /// Intervals between consecutive records with distinct times.
     pub intervals: usize,
-    /// Of those, intervals whose production went down (counter reset or correction): left out.
+    /// Of those, intervals whose production went down (counter reset or correction), or rose
+    /// by more than `f64` holds: left out.
     pub negative_steps: usize,
     /// Consecutive records with the same time: not intervals.
     pub zero_length: usize,

@@ -1,8 +1,10 @@
 //! Metric samples → each metric's mean in each interval of each product (method step 3).
 //!
 //! One cell per product × metric × interval holds a compensated (Neumaier) sum and a count,
-//! so a mean does not depend on the order the files were read in: the same records give the
-//! same report whether they came in one file or a thousand, from Parquet or Delta.
+//! so a mean (practically always) does not depend on the order the files were read in: the
+//! same records give the same report whether they came in one file or a thousand, from
+//! Parquet or Delta. (Only sums whose terms span some 30 orders of magnitude can still round
+//! differently in another order.)
 
 use std::collections::HashMap;
 
@@ -16,6 +18,9 @@ use super::{ReportError, Window};
 /// The most cells (metric ids × intervals over all products, 24 bytes each) the report
 /// holds: about 240 MB. More must be narrowed with `--from`/`--to`.
 pub const MAX_CELLS: usize = 10_000_000;
+
+/// The most metric ids a report tests (each is a row per product and lag).
+pub const MAX_METRICS: usize = 10_000;
 
 /// Where the metric columns are.
 pub struct Names<'a> {
@@ -43,7 +48,7 @@ impl Names<'_> {
 struct Cell {
     sum: f64,
     compensation: f64,
-    count: u32,
+    count: u64,
 }
 
 impl Cell {
@@ -59,7 +64,7 @@ impl Cell {
     }
 
     fn mean(&self) -> Option<f64> {
-        (self.count > 0).then(|| (self.sum + self.compensation) / f64::from(self.count))
+        (self.count > 0).then(|| (self.sum + self.compensation) / self.count as f64)
     }
 }
 
@@ -124,6 +129,9 @@ impl<'a> Samples<'a> {
         self.kept += 1;
         let mut inside = false;
         for (p, intervals) in self.intervals.iter().enumerate() {
+            if !intervals.spans(at) {
+                continue;
+            }
             if let Some(j) = intervals.find(at) {
                 self.cells[p][metric * intervals.len() + j].add(value);
                 inside = true;
@@ -138,6 +146,13 @@ impl<'a> Samples<'a> {
     fn metric(&mut self, key: Key) -> Result<usize, ReportError> {
         if let Some(&index) = self.metric_index.get(&key) {
             return Ok(index);
+        }
+        if self.metrics.len() >= MAX_METRICS {
+            return Err(ReportError::TooMuchData {
+                what: format!(
+                    "more than {MAX_METRICS} metric ids (is [report] metric_id_column right?)"
+                ),
+            });
         }
         let per_metric: usize = self.intervals.iter().map(Intervals::len).sum();
         let cells = per_metric * (self.metrics.len() + 1);

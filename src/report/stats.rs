@@ -14,6 +14,8 @@ pub enum Undefined {
     ConstantOutput,
     /// The metric mean does not vary over the pairs.
     ConstantMetric,
+    /// A value is beyond what `f64` holds (an interval mean of values near ±1.8e308).
+    NonFinite,
 }
 
 impl Undefined {
@@ -22,6 +24,7 @@ impl Undefined {
             Undefined::TooFew => "insufficient data: n < 3",
             Undefined::ConstantOutput => "insufficient data: constant output",
             Undefined::ConstantMetric => "insufficient data: constant metric",
+            Undefined::NonFinite => "insufficient data: values too large to average",
         }
     }
 }
@@ -40,7 +43,13 @@ pub fn correlate(x: &[f64], y: &[f64]) -> Result<Correlated, Undefined> {
     if x.len() < 3 {
         return Err(Undefined::TooFew);
     }
+    if !x.iter().chain(y).all(|v| v.is_finite()) {
+        return Err(Undefined::NonFinite);
+    }
     let pearson_r = pearson(x, y)?;
+    if !pearson_r.is_finite() {
+        return Err(Undefined::NonFinite);
+    }
     let spearman_rho = pearson(&ranks(x), &ranks(y))?;
     Ok(Correlated {
         pearson_r,
@@ -164,6 +173,19 @@ mod tests {
         assert!(c.p_value < 1e-12, "{c:?}");
         assert_eq!(p_value(1.0, 4), 0.0);
         assert_eq!(p_value(-1.0, 4), 0.0);
+    }
+
+    #[test]
+    fn non_finite_inputs_are_undefined_not_a_panic() {
+        let inf = f64::INFINITY;
+        assert_eq!(
+            correlate(&[1.0, 2.0, 3.0], &[1.0, inf, 2.0]),
+            Err(Undefined::NonFinite)
+        );
+        assert_eq!(
+            correlate(&[f64::NAN, 2.0, 3.0], &[1.0, 3.0, 2.0]),
+            Err(Undefined::NonFinite)
+        );
     }
 
     #[test]

@@ -39,6 +39,10 @@ impl Names<'_> {
     }
 }
 
+/// The most products a report holds: every metric sample is looked up in every product's
+/// intervals, and each product gets a row per metric and lag.
+pub const MAX_PRODUCTS: usize = 1_000;
+
 /// One work-order record of a product.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Reading {
@@ -86,6 +90,13 @@ impl WorkOrders {
             if self.kept > MAX_WORKORDERS {
                 return Err(ReportError::TooMuchData {
                     what: format!("more than {MAX_WORKORDERS} work-order records"),
+                });
+            }
+            if !self.by_product.contains_key(&key) && self.by_product.len() >= MAX_PRODUCTS {
+                return Err(ReportError::TooMuchData {
+                    what: format!(
+                        "more than {MAX_PRODUCTS} products (is [report] product_column right?)"
+                    ),
                 });
             }
             self.by_product.entry(key).or_default().push(Reading {
@@ -141,12 +152,14 @@ impl Intervals {
                 continue;
             }
             let output = b.production - a.production;
-            if output < 0.0 {
+            // A step down, or one beyond what f64 holds (from near -1.8e308 to near +1.8e308).
+            let usable = output >= 0.0 && output.is_finite();
+            if !usable {
                 this.counts.negative_steps += 1;
             }
             this.starts.push(a.time);
             this.ends.push(b.time);
-            this.outputs.push((output >= 0.0).then_some(output));
+            this.outputs.push(usable.then_some(output));
         }
         this.counts.intervals = this.starts.len();
         this
@@ -154,6 +167,15 @@ impl Intervals {
 
     pub fn len(&self) -> usize {
         self.starts.len()
+    }
+
+    /// Whether `t` is inside the product's first to last work order (a quick test before
+    /// [`Self::find`]).
+    pub fn spans(&self, t: i64) -> bool {
+        match (self.starts.first(), self.ends.last()) {
+            (Some(&first), Some(&last)) => first <= t && t < last,
+            _ => false,
+        }
     }
 
     /// The interval holding time `t`, if any.
