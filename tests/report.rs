@@ -641,8 +641,8 @@ const START: i64 = 1_767_225_600;
 ///   negative step, a NaN and an Infinity output, a row without product and one without time;
 /// * product 1: 3 work orders (2 intervals: every row "insufficient data");
 /// * product 2: equal steps ("constant output");
-/// * metric 1 follows product 0's steps, metric 2 does not, metric 3 is constant ("constant
-///   metric"), metric 4 has a single sample, metric 5 has NaN, ±Infinity and null values
+/// * metric 1 follows product 0's steps, metric 2 does not, metric 3 is constant at 0.1
+///   ("constant metric", though a sequential mean of 0.1s is not exactly 0.1), metric 4 has a single sample, metric 5 has NaN, ±Infinity and null values
 ///   among ordinary ones; rows without id, without time.
 struct EdgeData {
     metrics: String,
@@ -710,7 +710,7 @@ fn edge_data() -> EdgeData {
             10.0 * noise(i + 200),
             mid + 100
         ));
-        m.push(format!(r#"{{"id":3,"val":7.25,"time":{}}}"#, mid - 100));
+        m.push(format!(r#"{{"id":3,"val":0.1,"time":{}}}"#, mid - 100));
         let five = match i % 8 {
             1 => "NaN".to_string(),
             3 => "Infinity".to_string(),
