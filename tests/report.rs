@@ -6,7 +6,12 @@
 //! topics, NaN and ±Infinity values pyarrow writes directly, too few intervals, uncommitted
 //! files) must give a clear message or an "insufficient data" row, never a panic.
 //!
-//! One pipeline run (the [`Lake`] fixture) feeds every test that needs Kafka but one.
+//! Where double precision makes scipy itself an uncertain reference (a metric on an offset of
+//! 1e9), r is compared with exact rational arithmetic instead (`report_check.py exact-r`).
+//!
+//! One pipeline run (the [`Lake`] fixture) feeds every test that needs Kafka but one. It lives
+//! in the target dir's tmp/ for the test binary's lifetime (a static is never dropped), as does
+//! the HTML screenshot, `tmp/report-screenshot.png`, kept for people to look at.
 
 mod common;
 
