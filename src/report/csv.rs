@@ -8,8 +8,9 @@ use super::model::{Key, Report};
 pub const HEADER: &str =
     "product,metric,lag,n,pearson_r,spearman_rho,p_value,p_adjusted,significant,note";
 
-/// Renders the CSV. Floats are written in Rust's shortest round-trip form, so a reader parsing
-/// them gets the exact `f64` back; undefined values are empty.
+/// Renders the CSV. Floats are written in Rust's shortest round-trip form (`{:?}`: exponent
+/// notation for the very small, `1e-150` rather than 150 zeros), so a reader parsing them gets
+/// the exact `f64` back; undefined values are empty.
 pub fn render(report: &Report) -> String {
     let mut out = String::from(HEADER);
     out.push('\n');
@@ -17,7 +18,7 @@ pub fn render(report: &Report) -> String {
         for row in &product.correlations {
             let numbers = match row.stats {
                 Some(s) => format!(
-                    "{},{},{},{},{}",
+                    "{:?},{:?},{:?},{:?},{}",
                     s.pearson_r, s.spearman_rho, s.p_value, s.p_adjusted, s.significant
                 ),
                 None => ",,,,".to_string(),

@@ -15,9 +15,9 @@ use super::model::Key;
 use super::workorders::Intervals;
 use super::{ReportError, Window};
 
-/// The most cells (metric ids × intervals over all products, 24 bytes each) the report
+/// The most cells (metric ids × intervals over all products, 40 bytes each) the report
 /// holds: about 240 MB. More must be narrowed with `--from`/`--to`.
-pub const MAX_CELLS: usize = 10_000_000;
+pub const MAX_CELLS: usize = 6_000_000;
 
 /// The most metric ids a report tests (each is a row per product and lag).
 pub const MAX_METRICS: usize = 10_000;
@@ -44,11 +44,27 @@ impl Names<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// One metric's samples in one interval: a compensated sum, the count, and the extremes
+/// (identical samples average to exactly their value, and no mean leaves their range).
+#[derive(Debug, Clone, Copy)]
 struct Cell {
     sum: f64,
     compensation: f64,
     count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Self {
+            sum: 0.0,
+            compensation: 0.0,
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
 }
 
 impl Cell {
@@ -61,10 +77,19 @@ impl Cell {
         };
         self.sum = sum;
         self.count += 1;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
     }
 
     fn mean(&self) -> Option<f64> {
-        (self.count > 0).then(|| (self.sum + self.compensation) / self.count as f64)
+        if self.count == 0 {
+            return None;
+        }
+        if self.min == self.max {
+            return Some(self.min);
+        }
+        // NaN (a sum past f64) stays NaN for `correlate` to report; clamp keeps NaN.
+        Some(((self.sum + self.compensation) / self.count as f64).clamp(self.min, self.max))
     }
 }
 
@@ -206,5 +231,13 @@ mod tests {
         values.iter().rev().for_each(|&v| backward.add(v));
         assert_eq!(forward.mean(), backward.mean());
         assert_eq!(forward.mean(), Some(4.3 / 6.0));
+    }
+
+    #[test]
+    fn identical_samples_average_to_themselves() {
+        let mut cell = Cell::default();
+        (0..3).for_each(|_| cell.add(0.1));
+        // The plain sum gives 0.30000000000000004 / 3 = 0.10000000000000002.
+        assert_eq!(cell.mean(), Some(0.1));
     }
 }

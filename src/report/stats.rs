@@ -66,8 +66,8 @@ pub fn correlate(x: &[f64], y: &[f64]) -> Result<Correlated, Undefined> {
 fn pearson(x: &[f64], y: &[f64]) -> Result<f64, Undefined> {
     let n = x.len() as f64;
     let (scale_x, scale_y) = (power_of_two_scale(x), power_of_two_scale(y));
-    let mean_x = x.iter().map(|v| v / scale_x).sum::<f64>() / n;
-    let mean_y = y.iter().map(|v| v / scale_y).sum::<f64>() / n;
+    let mean_x = refined_mean(x, scale_x, n);
+    let mean_y = refined_mean(y, scale_y, n);
     let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
     for (a, b) in x.iter().zip(y) {
         let (dx, dy) = (a / scale_x - mean_x, b / scale_y - mean_y);
@@ -82,6 +82,14 @@ fn pearson(x: &[f64], y: &[f64]) -> Result<f64, Undefined> {
         return Err(Undefined::ConstantMetric);
     }
     Ok((sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
+}
+
+/// The mean of `values / scale`, corrected once by the mean of the residuals: on values that
+/// sit on a large offset (a counter at 1e12) a plain sum's rounding would otherwise leak into
+/// every deviation and cost r digits.
+fn refined_mean(values: &[f64], scale: f64, n: f64) -> f64 {
+    let mean = values.iter().map(|v| v / scale).sum::<f64>() / n;
+    mean + values.iter().map(|v| v / scale - mean).sum::<f64>() / n
 }
 
 /// The power of two at or below the largest |value| (1 for all zeros).
