@@ -6,7 +6,73 @@ use arrow::array::{Array, ArrayRef, AsArray as _, Float64Array, Int64Array, Stri
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 
+use super::ReportError;
 use super::model::Key;
+
+/// Where a topic's three columns are: a key (product or metric id), a number (cumulative
+/// output or metric value) and a time.
+pub struct Names<'a> {
+    pub topic: &'a str,
+    pub key: &'a str,
+    pub value: &'a str,
+    pub time: &'a str,
+}
+
+impl Names<'_> {
+    /// The columns to read, in the order [`Self::decode`] takes them.
+    pub fn columns(&self) -> [&str; 3] {
+        [self.key, self.value, self.time]
+    }
+
+    /// The batch's columns as typed values; a type that does not fit names the topic.
+    pub fn decode(&self, batch: &arrow::array::RecordBatch) -> Result<Rows, ReportError> {
+        let type_error = |source| ReportError::ColumnType {
+            topic: self.topic.to_string(),
+            source,
+        };
+        Ok(Rows {
+            keys: KeyColumn::new(self.key, batch.column(0)).map_err(type_error)?,
+            values: numbers(self.value, batch.column(1)).map_err(type_error)?,
+            times: micros(self.time, batch.column(2)).map_err(type_error)?,
+        })
+    }
+}
+
+/// One row the report can use.
+pub struct Row {
+    pub key: Key,
+    pub value: f64,
+    /// Unix microseconds.
+    pub time: i64,
+}
+
+/// A decoded batch.
+pub struct Rows {
+    keys: KeyColumn,
+    values: Float64Array,
+    times: Int64Array,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Row `i`, or `None` when a field is null or the value is not finite (NaN, ±inf): such
+    /// rows are left out and counted by the caller.
+    pub fn get(&self, i: usize) -> Option<Row> {
+        let key = self.keys.get(i)?;
+        if !(self.values.is_valid(i) && self.times.is_valid(i)) {
+            return None;
+        }
+        let value = self.values.value(i);
+        value.is_finite().then(|| Row {
+            key,
+            value,
+            time: self.times.value(i),
+        })
+    }
+}
 
 /// Why a column cannot be read as what the report needs.
 #[derive(Debug, thiserror::Error)]

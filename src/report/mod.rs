@@ -207,10 +207,10 @@ fn build(
     window: Window,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Report, ReportError> {
-    let names = workorders::Names {
+    let names = columns::Names {
         topic: &workorder_data.topic,
-        product: &settings.product_column,
-        output: &settings.output_column,
+        key: &settings.product_column,
+        value: &settings.output_column,
         time: &settings.workorder_time_column,
     };
     let mut orders = WorkOrders::default();
@@ -219,9 +219,9 @@ fn build(
     })?;
     let (kept, dropped) = (orders.kept, orders.dropped);
     let intervals = orders.into_intervals();
-    let names = samples::Names {
+    let names = columns::Names {
         topic: &metric_data.topic,
-        id: &settings.metric_id_column,
+        key: &settings.metric_id_column,
         value: &settings.metric_value_column,
         time: &settings.metric_time_column,
     };

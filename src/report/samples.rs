@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 
-use super::columns::{ColumnTypeError, KeyColumn, micros, numbers};
+use super::columns::Names;
 use super::model::Key;
 use super::workorders::Intervals;
 use super::{ReportError, Window};
@@ -21,28 +21,6 @@ pub const MAX_CELLS: usize = 6_000_000;
 
 /// The most metric ids a report tests (each is a row per product and lag).
 pub const MAX_METRICS: usize = 10_000;
-
-/// Where the metric columns are.
-pub struct Names<'a> {
-    pub topic: &'a str,
-    pub id: &'a str,
-    pub value: &'a str,
-    pub time: &'a str,
-}
-
-impl Names<'_> {
-    /// The columns to read, in the order `add` takes them.
-    pub fn columns(&self) -> [&str; 3] {
-        [self.id, self.value, self.time]
-    }
-
-    fn type_error(&self) -> impl Fn(ColumnTypeError) -> ReportError + '_ {
-        |source| ReportError::ColumnType {
-            topic: self.topic.to_string(),
-            source,
-        }
-    }
-}
 
 /// One metric's samples in one interval: a compensated sum, the count, and the extremes
 /// (identical samples average to exactly their value, and no mean leaves their range).
@@ -128,23 +106,15 @@ impl<'a> Samples<'a> {
         names: &Names<'_>,
         window: Window,
     ) -> Result<(), ReportError> {
-        let ids = KeyColumn::new(names.id, batch.column(0)).map_err(names.type_error())?;
-        let values = numbers(names.value, batch.column(1)).map_err(names.type_error())?;
-        let times = micros(names.time, batch.column(2)).map_err(names.type_error())?;
-        for i in 0..batch.num_rows() {
-            let (Some(key), true, true) = (ids.get(i), values.is_valid(i), times.is_valid(i))
-            else {
+        let rows = names.decode(batch)?;
+        for i in 0..rows.len() {
+            let Some(row) = rows.get(i) else {
                 self.dropped += 1;
                 continue;
             };
-            let (value, at) = (values.value(i), times.value(i));
-            if !value.is_finite() {
-                self.dropped += 1;
-                continue;
-            }
-            if window.contains(at) {
-                let metric = self.metric(key)?;
-                self.add_sample(metric, at, value);
+            if window.contains(row.time) {
+                let metric = self.metric(row.key)?;
+                self.add_sample(metric, row.time, row.value);
             }
         }
         Ok(())

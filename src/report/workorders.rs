@@ -7,37 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 
-use super::columns::{ColumnTypeError, KeyColumn, micros, numbers};
+use super::columns::Names;
 use super::model::{IntervalCounts, Key};
 use super::{ReportError, Window};
 
 /// The most work-order records the report holds (16 bytes each); more must be narrowed with
 /// `--from`/`--to`.
 pub const MAX_WORKORDERS: u64 = 20_000_000;
-
-/// Where the work-order columns are.
-pub struct Names<'a> {
-    pub topic: &'a str,
-    pub product: &'a str,
-    pub output: &'a str,
-    pub time: &'a str,
-}
-
-impl Names<'_> {
-    /// The columns to read, in the order `add` takes them.
-    pub fn columns(&self) -> [&str; 3] {
-        [self.product, self.output, self.time]
-    }
-
-    fn type_error(&self) -> impl Fn(ColumnTypeError) -> ReportError + '_ {
-        |source| ReportError::ColumnType {
-            topic: self.topic.to_string(),
-            source,
-        }
-    }
-}
 
 /// The most products a report holds: every metric sample is looked up in every product's
 /// intervals, and each product gets a row per metric and lag.
@@ -68,22 +46,13 @@ impl WorkOrders {
         names: &Names<'_>,
         window: Window,
     ) -> Result<(), ReportError> {
-        let products =
-            KeyColumn::new(names.product, batch.column(0)).map_err(names.type_error())?;
-        let values = numbers(names.output, batch.column(1)).map_err(names.type_error())?;
-        let times = micros(names.time, batch.column(2)).map_err(names.type_error())?;
-        for i in 0..batch.num_rows() {
-            let (Some(key), true, true) = (products.get(i), values.is_valid(i), times.is_valid(i))
-            else {
+        let rows = names.decode(batch)?;
+        for i in 0..rows.len() {
+            let Some(row) = rows.get(i) else {
                 self.dropped += 1;
                 continue;
             };
-            let (value, at) = (values.value(i), times.value(i));
-            if !value.is_finite() {
-                self.dropped += 1;
-                continue;
-            }
-            if !window.contains(at) {
+            if !window.contains(row.time) {
                 continue;
             }
             self.kept += 1;
@@ -92,16 +61,16 @@ impl WorkOrders {
                     what: format!("more than {MAX_WORKORDERS} work-order records"),
                 });
             }
-            if !self.by_product.contains_key(&key) && self.by_product.len() >= MAX_PRODUCTS {
+            if !self.by_product.contains_key(&row.key) && self.by_product.len() >= MAX_PRODUCTS {
                 return Err(ReportError::TooMuchData {
                     what: format!(
                         "more than {MAX_PRODUCTS} products (is [report] product_column right?)"
                     ),
                 });
             }
-            self.by_product.entry(key).or_default().push(Reading {
-                time: at,
-                production: value,
+            self.by_product.entry(row.key).or_default().push(Reading {
+                time: row.time,
+                production: row.value,
             });
         }
         Ok(())
