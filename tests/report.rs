@@ -22,7 +22,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{
-    bootstrap, configured, factorypal, python, run_with_timeout, stderr, stdout, unique_topic,
+    bootstrap, chromium, configured, factorypal, python, run_with_timeout, stderr, stdout,
+    unique_topic,
 };
 
 /// gen-data's planted metric ids per product (src/gen_data.rs, `PLANTED`).
@@ -574,18 +575,6 @@ fn html_renders_in_chromium_and_stands_alone() {
     let dom = dump_dom(&html_path);
     assert!(dom.contains("<svg"), "no SVG in the rendered DOM");
     eprintln!("screenshot: {}", shot.display());
-}
-
-/// Debian's Chromium, which scripts/test.sh installs.
-fn chromium() -> String {
-    let path = std::env::var("FACTORYPAL_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let found = Command::new(&path).arg("--version").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "{path} --version failed: run the tests with scripts/test.sh (it installs Debian's \
-         chromium), or set FACTORYPAL_TEST_CHROMIUM to a Chromium binary"
-    );
-    path
 }
 
 fn chromium_command(profile: &Path) -> Command {

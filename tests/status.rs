@@ -15,7 +15,7 @@ use common::raw_http::{
     HALF_A_REQUEST, LOCAL, OTHER, connect_from, healthz_from, read_until_closed, sent,
 };
 use common::{
-    Spawned, configured, free_port, http_get_body, python, raw_topic, run_with_timeout,
+    Spawned, chromium, configured, free_port, http_get_body, python, raw_topic, run_with_timeout,
     sample_data, send_signal, start_api, stderr, unique_topic, write_run_config,
 };
 use factorypal::Limits;
@@ -25,18 +25,6 @@ use serde_json::Value;
 
 const METRICS: u64 = 3000;
 const WORKORDERS: u64 = 300;
-
-/// Debian's Chromium, which scripts/test.sh installs.
-fn chromium() -> String {
-    let path = std::env::var("FACTORYPAL_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let found = Command::new(&path).arg("--version").output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "{path} --version failed: run the tests with scripts/test.sh (it installs Debian's \
-         chromium), or set FACTORYPAL_TEST_CHROMIUM to a Chromium binary"
-    );
-    path
-}
 
 /// The page at `url` as a real browser renders it: the DOM after its script ran and fetched
 /// `/status`.
