@@ -23,8 +23,10 @@ pub fn method(report: &Report) -> String {
          together (−1 to 1), Spearman's rho the same on ranks (robust to outliers), and p is the \
          chance of an r this far from 0 if the two were unrelated (Student's t). Because many \
          parameters are tested at once, p is adjusted (Benjamini–Hochberg) and a parameter counts \
-         as significant only when its adjusted p is at most {}. {} Correlation is not causation: a \
-         parameter can move with output because both follow a third cause.",
+         as significant only when its adjusted p is at most {}. {} The p-values treat intervals \
+         as independent: when output and a parameter both drift slowly, p can look smaller than \
+         it is. Correlation is not causation: a parameter can move with output because both \
+         follow a third cause.",
         fmt_p(report.alpha),
         lags
     )
