@@ -50,17 +50,17 @@ fn pairs(
     pairs
 }
 
-/// The report of product `p`.
+/// The report of product `p`; `metrics` is [`Samples::metrics`], sorted once for all products.
 pub fn product_report(
     intervals: &Intervals,
     samples: &Samples<'_>,
+    metrics: &[(Key, usize)],
     p: usize,
     method: Method,
 ) -> ProductReport {
     let lags = method.max_lag + 1;
-    let metrics = samples.metrics();
     let mut correlations = Vec::with_capacity(metrics.len() * lags);
-    for (metric, index) in &metrics {
+    for (metric, index) in metrics {
         for lag in 0..lags {
             let pairs = pairs(intervals, samples, p, *index, lag);
             correlations.push(row(metric.clone(), lag, &pairs));

@@ -229,13 +229,14 @@ fn build(
     metric_data.read(&names.columns(), runtime, |batch| {
         samples.add(batch, &names, window)
     })?;
-    let rows = intervals.len() * samples.metrics().len() * (settings.max_lag + 1);
+    let metrics = samples.metrics();
+    let rows = intervals.len() * metrics.len() * (settings.max_lag + 1);
     if rows > MAX_ROWS {
         return Err(ReportError::TooMuchData {
             what: format!(
                 "{} products × {} metric ids × {} lags = {rows} correlations (more than {MAX_ROWS})",
                 intervals.len(),
-                samples.metrics().len(),
+                metrics.len(),
                 settings.max_lag + 1
             ),
         });
@@ -247,7 +248,7 @@ fn build(
     let products = intervals
         .iter()
         .enumerate()
-        .map(|(p, product)| analysis::product_report(product, &samples, p, method))
+        .map(|(p, product)| analysis::product_report(product, &samples, &metrics, p, method))
         .collect();
     let input = InputSummary {
         sources: vec![
@@ -276,7 +277,7 @@ fn build(
         input,
         max_lag: settings.max_lag,
         alpha: settings.alpha,
-        metrics: samples.metrics().into_iter().map(|(key, _)| key).collect(),
+        metrics: metrics.into_iter().map(|(key, _)| key).collect(),
         products,
     })
 }
