@@ -166,15 +166,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// For `produce` and `consume`: give freed memory back to the OS at once instead of committing
-/// arenas up front and keeping freed pages. Both churn through many small records (rskafka
-/// takes and gives each one as its own allocations); with mimalloc's defaults the consumer's
-/// peak RSS on 1M records was ~115 MB and the producer's ~93 MB, with these ~68 MB and ~46 MB,
-/// for 10–30% of their speed (BENCHMARKS.md). The other subcommands keep the defaults.
+/// For `produce`, `consume` and `run`: give freed memory back to the OS at once instead of
+/// committing arenas up front and keeping freed pages, and in 4 KiB pages, not the kernel's
+/// transparent 2 MiB huge pages. With mimalloc's defaults the consumer's peak RSS on 1M records
+/// was ~115 MB and the producer's ~93 MB (BENCHMARKS.md, issue 4). Huge pages then rounded
+/// every freshly touched region up to 2 MiB and had the kernel zero it whole: without them the
+/// consumer peaks at ~47 MiB instead of ~72, with less system time (issue 14). The other
+/// subcommands keep the defaults.
 fn purge_freed_memory_at_once() {
     // SAFETY: plain integer options, set before any other thread exists.
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
+    // Best effort: a kernel without the option (or with THP off anyway) changes nothing.
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this process.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }

@@ -15,6 +15,7 @@ use super::lock::Ownership;
 use super::schema::RowDecoder;
 use super::{ConsumeError, ConsumeOptions, PartitionSelection, SinkKind};
 use crate::kafka::KafkaClient;
+use crate::kafka::fetch::PartitionReader;
 use crate::lake::{LakeError, TableLocation};
 use crate::settings::{ConsumerSettings, Settings};
 use crate::sink::{
@@ -58,14 +59,21 @@ pub(super) fn chosen_topics(
     Ok(topics)
 }
 
-/// A client for each partition of `topic` this consumer owns; the topic must exist and the
-/// selection must name partitions it has.
+/// The partitions of a topic this consumer owns, each reached two ways: an rskafka client for
+/// offset look-ups, and our own reader for fetches ([`crate::kafka::fetch`]).
+pub(super) struct OwnedPartitions {
+    pub clients: Vec<Arc<PartitionClient>>,
+    pub readers: Vec<PartitionReader>,
+}
+
+/// Each partition of `topic` this consumer owns; the topic must exist and the selection must
+/// name partitions it has.
 pub(super) async fn owned_partitions(
     settings: &Settings,
     options: &ConsumeOptions,
     kafka: &KafkaClient,
     topic: &str,
-) -> Result<Vec<Arc<PartitionClient>>, ConsumeError> {
+) -> Result<OwnedPartitions, ConsumeError> {
     let count = kafka
         .partition_count(topic)
         .await?
@@ -89,7 +97,14 @@ pub(super) async fn owned_partitions(
         });
     }
     let mut partitions = Vec::new();
+    let mut readers = Vec::new();
     for p in owned {
+        readers.push(PartitionReader::new(
+            &kafka.settings,
+            &kafka.security,
+            topic,
+            p,
+        ));
         let what = format!("reaching the leader of {topic}/{p}");
         let c = crate::kafka::retry_call(
             settings.consumer.retry_policy(),
@@ -108,7 +123,10 @@ pub(super) async fn owned_partitions(
         })?;
         partitions.push(Arc::new(c));
     }
-    Ok(partitions)
+    Ok(OwnedPartitions {
+        clients: partitions,
+        readers,
+    })
 }
 
 /// The topic's job and files: with the Parquet sink its checkpoint opened and its locks
@@ -117,10 +135,14 @@ pub(super) fn prepare(
     settings: &Settings,
     options: &ConsumeOptions,
     topic: &str,
-    partitions: Vec<Arc<PartitionClient>>,
+    owned: OwnedPartitions,
     status: &Status,
 ) -> Result<PreparedTopic, ConsumeError> {
     let consumer = &settings.consumer;
+    let OwnedPartitions {
+        clients: partitions,
+        readers,
+    } = owned;
     let output = match options.sink {
         SinkKind::Console => Output {
             sink: Box::new(ConsoleSink::new(topic, consumer.console_rows)),
@@ -140,6 +162,10 @@ pub(super) fn prepare(
     let job = TopicJob {
         topic: topic.to_string(),
         partitions,
+        readers: readers
+            .into_iter()
+            .map(|r| (r.partition(), Arc::new(tokio::sync::Mutex::new(r))))
+            .collect(),
         settings: consumer.clone(),
         request_timeout: settings.kafka.timeout(),
         status: status.topic(topic),

@@ -32,6 +32,11 @@ pub fn i32_(r: &mut &[u8]) -> Result<i32, String> {
     Ok(r.get_i32())
 }
 
+pub fn i64_(r: &mut &[u8]) -> Result<i64, String> {
+    need(r, 8)?;
+    Ok(r.get_i64())
+}
+
 pub fn string(r: &mut &[u8]) -> Result<Option<String>, String> {
     let len = i16_(r)?;
     if len < 0 {

@@ -5,8 +5,10 @@
 
 mod codec;
 pub mod create_topics;
+pub mod fetch;
 pub(crate) mod metadata;
 pub mod partitioner;
+pub mod records;
 pub mod security;
 pub mod topic_config;
 pub(crate) mod wire;
@@ -61,6 +63,9 @@ pub enum KafkaError {
         #[source]
         source: Box<rskafka::client::error::Error>,
     },
+    /// A fetch of our own ([`fetch`]) the broker refused, or whose answer did not read.
+    #[error(transparent)]
+    Fetch(Box<fetch::FetchError>),
     #[error("metadata request to {broker} failed: {reason}")]
     Metadata { broker: String, reason: String },
     #[error("describing the configuration of topic {topic:?} at {broker} failed: {reason}")]
@@ -69,6 +74,15 @@ pub enum KafkaError {
         broker: String,
         reason: String,
     },
+}
+
+impl From<fetch::FetchError> for KafkaError {
+    fn from(error: fetch::FetchError) -> Self {
+        match error {
+            fetch::FetchError::Kafka(e) => e,
+            other => Self::Fetch(Box::new(other)),
+        }
+    }
 }
 
 impl From<SecurityError> for KafkaError {
@@ -336,11 +350,20 @@ impl KafkaError {
     /// Whether waiting and trying again can cure this error. The one place that decides it for
     /// Kafka: network trouble, timeouts and a cluster that is electing leaders are retried;
     /// a refused login, a missing permission, an invalid request are not.
+    /// The error code a broker refused one of our fetches with.
+    pub fn fetch_code(&self) -> Option<i16> {
+        match self {
+            Self::Fetch(e) => e.code(),
+            _ => None,
+        }
+    }
+
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::InvalidTopicName { .. } | Self::Security(_) => false,
             Self::Connect(e) => e.is_retriable(),
             Self::Client { source, .. } => client_error_is_retriable(source),
+            Self::Fetch(e) => e.is_retriable(),
             Self::Unreachable { .. }
             | Self::NoAnswer { .. }
             | Self::Metadata { .. }

@@ -170,14 +170,15 @@ impl ConnectError {
 }
 
 /// A stream we can speak Kafka over: TCP, or TLS over TCP.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
-/// One open, secured, logged-in connection.
-struct Connection<'a> {
+/// One open, secured, logged-in connection. Requests on it go one at a time; it may carry
+/// many (the consumer's fetches reuse theirs).
+pub struct Connection {
     stream: Box<dyn Io>,
-    broker: &'a str,
-    security: &'a Security,
+    broker: String,
+    security: Security,
 }
 
 /// Connects to `broker` as `security` says and sends one framed `request`; returns the
@@ -233,11 +234,12 @@ pub async fn ask_bootstrap(
     ))
 }
 
-impl<'a> Connection<'a> {
-    async fn open(
-        security: &'a Security,
+impl Connection {
+    /// Connects to `broker` (`host:port`), with TLS and the login as `security` says.
+    pub async fn open(
+        security: &Security,
         client_id: &str,
-        broker: &'a str,
+        broker: &str,
     ) -> Result<Self, ConnectError> {
         let tcp = TcpStream::connect(broker)
             .await
@@ -261,8 +263,8 @@ impl<'a> Connection<'a> {
         };
         let mut connection = Self {
             stream,
-            broker,
-            security,
+            broker: broker.to_string(),
+            security: security.clone(),
         };
         if let Some(login) = security.login() {
             connection.log_in(client_id, login).await?;
@@ -270,9 +272,36 @@ impl<'a> Connection<'a> {
         Ok(connection)
     }
 
+    /// The broker this connection reaches (`host:port`).
+    pub fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    /// Sends one framed request and reads the answer's body (without its length prefix) into
+    /// `body`, whose allocation is reused: a fetch answer is a megabyte, fetched again and
+    /// again.
+    pub async fn request_into(
+        &mut self,
+        request: &[u8],
+        body: &mut Vec<u8>,
+    ) -> Result<(), ConnectError> {
+        self.round_trip_into(request, Stage::Request, body).await
+    }
+
     /// Writes one framed request and reads the framed answer.
     async fn round_trip(&mut self, request: &[u8], stage: Stage) -> Result<Vec<u8>, ConnectError> {
-        let (broker, security) = (self.broker, self.security);
+        let mut body = Vec::new();
+        self.round_trip_into(request, stage, &mut body).await?;
+        Ok(body)
+    }
+
+    async fn round_trip_into(
+        &mut self,
+        request: &[u8],
+        stage: Stage,
+        body: &mut Vec<u8>,
+    ) -> Result<(), ConnectError> {
+        let (broker, security) = (self.broker.as_str(), &self.security);
         let failed = |e| io_failure(broker, security, stage, e);
         self.stream.write_all(request).await.map_err(failed)?;
         self.stream.flush().await.map_err(failed)?;
@@ -294,9 +323,10 @@ impl<'a> Connection<'a> {
                 broker: broker.to_string(),
                 reason: format!("an answer of {len} bytes"),
             })?;
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body).await.map_err(failed)?;
-        Ok(body)
+        body.clear();
+        body.resize(len, 0);
+        self.stream.read_exact(body).await.map_err(failed)?;
+        Ok(())
     }
 
     /// SaslHandshake, then SaslAuthenticate until the mechanism (rsasl's) is done. SCRAM's
@@ -308,8 +338,9 @@ impl<'a> Connection<'a> {
             .round_trip(&handshake_request(client_id, &mechanism), Stage::Login)
             .await?;
         self.check_handshake(&answer, &mechanism)?;
+        let broker = self.broker.clone();
         let sasl_error = |e: Box<dyn std::error::Error + Send + Sync>| ConnectError::Sasl {
-            broker: self.broker.to_string(),
+            broker: broker.clone(),
             source: e,
         };
         let config = SASLConfig::with_credentials(

@@ -173,8 +173,9 @@ impl TopicFiles {
     /// Decodes a chunk's records into rows (written out every `max_records_per_file`) or bad
     /// records, which stop the batch with `on_bad_record = "fail"`.
     fn decode(&mut self, chunk: Chunk, decoded: &mut Decoded) -> Result<(), ConsumeError> {
-        for r in chunk.records {
-            let result = match r.record.value.as_deref() {
+        let set = &chunk.records;
+        for r in set.records() {
+            let result = match set.value(r) {
                 None => Err("the record has no value".to_string()),
                 Some(payload) => self.decoder.decode(payload),
             };
@@ -200,7 +201,7 @@ impl TopicFiles {
                 &self.topic,
                 chunk.partition,
                 r.offset,
-                r.record.value.as_deref(),
+                set.value(r),
                 reason,
             ));
         }

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, PartitionClient};
-use rskafka::record::RecordAndOffset;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -16,22 +14,26 @@ use super::plan::handle_data_loss;
 use crate::backoff::Retry;
 use crate::consume::ConsumeError;
 use crate::consume::checkpoint::Plan;
+use crate::kafka::fetch::{FetchLimits, OFFSET_OUT_OF_RANGE, PartitionReader};
+use crate::kafka::records::RecordSet;
 use crate::kafka::{KafkaError, bounded};
 use crate::settings::ConsumerSettings;
 use crate::status::TopicStatus;
 
-/// Bytes one fetch may return per partition: large enough that a fetch is never the
-/// bottleneck, small enough for a small box.
-const FETCH_MAX_BYTES: i32 = 256 * 1024;
-/// How long the broker may hold a fetch for data; ranges we fetch exist, so it rarely waits.
-const FETCH_MAX_WAIT_MS: i32 = 500;
+/// What one fetch of a partition asks for: bytes enough that a fetch is never the bottleneck,
+/// few enough for a small box (a fetch's records arrive as one buffer, decoded on the file
+/// worker while the next fetch runs); the broker rarely waits, as ranges we fetch exist.
+const FETCH_LIMITS: FetchLimits = FetchLimits {
+    max_bytes: 1024 * 1024,
+    max_wait: Duration::from_millis(500),
+};
 /// Fetches in a row that bring no record before a range counts as unreadable.
 const MAX_EMPTY_FETCHES: u32 = 10;
 
 /// Records of one partition, in offset order, as one fetch brought them.
 pub(super) struct Chunk {
     pub partition: i32,
-    pub records: Vec<RecordAndOffset>,
+    pub records: RecordSet,
 }
 
 /// What the fetchers send the file worker for one batch.
@@ -51,15 +53,22 @@ pub(super) async fn fetch_plan(
 ) -> Result<(), ConsumeError> {
     let mut fetchers = tokio::task::JoinSet::new();
     for (&partition, &(start, end)) in &plan.ranges {
-        let client = job
-            .partitions
-            .iter()
-            .find(|c| c.partition() == partition)
-            .map(Arc::clone)
-            .expect("planned partitions are owned");
+        let owned = |c: &&Arc<PartitionClient>| c.partition() == partition;
+        let client = job.partitions.iter().find(owned).map(Arc::clone);
+        let reader = job.readers.get(&partition).map(Arc::clone);
+        let (Some(client), Some(reader)) = (client, reader) else {
+            unreachable!("planned partitions are owned");
+        };
         let fetch = RangeFetch::for_job(job);
         let out = out.clone();
-        fetchers.spawn(async move { fetch.run(&client, start, end, out).await });
+        fetchers.spawn(async move {
+            let mut reader = reader.lock().await;
+            let partition = Partition {
+                offsets: &client,
+                reader: &mut reader,
+            };
+            fetch.run(partition, start, end, out).await
+        });
     }
     while let Some(done) = fetchers.join_next().await {
         // Dropping the set on return aborts the other fetchers.
@@ -79,11 +88,19 @@ struct RangeFetch {
     stop: CancellationToken,
 }
 
+/// One partition, as a fetch reaches it.
+struct Partition<'a> {
+    /// For offset look-ups when a fetch is out of range.
+    offsets: &'a PartitionClient,
+    reader: &'a mut PartitionReader,
+}
+
 /// What one fetch request came to.
 enum Fetch {
-    /// Records of the range from the requested offset on, in order; none when only control
-    /// records or a compacted gap were there.
-    Records(Vec<RecordAndOffset>),
+    /// Records of the range from the requested offset on, in order (none when only
+    /// transaction markers, aborted records or a compacted gap were there), and where the
+    /// next fetch starts.
+    Records(RecordSet),
     /// The requested offset is gone (retention); go on here (`on_data_loss = "skip"`).
     SkipTo(i64),
     /// A failed request; the retry decides whether it is worth another.
@@ -105,21 +122,26 @@ impl RangeFetch {
     /// until `consumer.retry_deadline`.
     async fn run(
         &self,
-        client: &PartitionClient,
+        mut client: Partition<'_>,
         start: i64,
         end: i64,
         out: mpsc::Sender<Fetched>,
     ) -> Result<(), ConsumeError> {
-        let partition = client.partition();
+        let partition = client.reader.partition();
         let mut offset = start;
         let mut retry = Retry::new(self.settings.retry_policy()).stop_on(self.stop.clone());
         let mut empty_fetches = 0;
         while offset < end {
-            let error = match self.fetch_once(client, offset, end).await? {
+            let error = match self.fetch_once(&mut client, offset, end).await? {
                 Fetch::Records(records) => {
                     retry.succeeded();
-                    let Some(last) = records.last() else {
-                        empty_fetches += 1;
+                    let moved_on = records.next_offset > offset;
+                    offset = offset.max(records.next_offset);
+                    if records.is_empty() {
+                        // Markers, aborted records or a compacted gap: the offset moved on.
+                        // A fetch that brings nothing at all, again and again, is a range
+                        // the broker cannot serve.
+                        empty_fetches = if moved_on { 0 } else { empty_fetches + 1 };
                         if empty_fetches > MAX_EMPTY_FETCHES {
                             return Err(ConsumeError::NoRecords {
                                 topic: self.topic.clone(),
@@ -129,9 +151,8 @@ impl RangeFetch {
                             });
                         }
                         continue;
-                    };
+                    }
                     empty_fetches = 0;
-                    offset = last.offset + 1;
                     let chunk = Chunk { partition, records };
                     if out.send(Fetched::Records(chunk)).await.is_err() {
                         return Ok(()); // the worker stopped; its error is reported
@@ -145,7 +166,7 @@ impl RangeFetch {
                 Fetch::Failed(error) => error,
             };
             self.status.trouble.failed(error.to_string());
-            let what = format!("topic {}: {}", self.topic, fetching(client, offset));
+            let what = format!("topic {}: {}", self.topic, fetching(partition, offset));
             retry
                 .pause(&what, error, KafkaError::is_retriable)
                 .await
@@ -157,24 +178,31 @@ impl RangeFetch {
         Ok(())
     }
 
-    /// One fetch at `offset`, its records cut to the range.
+    /// One fetch at `offset`, its records cut to the range, bounded by `kafka.timeout`.
     async fn fetch_once(
         &self,
-        client: &PartitionClient,
+        client: &mut Partition<'_>,
         offset: i64,
         end: i64,
     ) -> Result<Fetch, ConsumeError> {
-        let fetch = client.fetch_records(offset, 1..FETCH_MAX_BYTES, FETCH_MAX_WAIT_MS);
-        match bounded(self.timeout, &fetching(client, offset), fetch).await {
-            Ok((mut records, _high_watermark)) => {
-                records.retain(|r| r.offset >= offset && r.offset < end);
-                Ok(Fetch::Records(records))
+        let partition = client.reader.partition();
+        let fetch = client.reader.fetch(offset..end, FETCH_LIMITS);
+        let error = match tokio::time::timeout(self.timeout, fetch).await {
+            Ok(Ok(fetched)) => return Ok(Fetch::Records(fetched.records)),
+            Ok(Err(error)) => KafkaError::from(error),
+            Err(_) => {
+                // The reader's connection may hold half an answer: start afresh.
+                client.reader.disconnect();
+                KafkaError::NoAnswer {
+                    operation: fetching(partition, offset),
+                    timeout: self.timeout,
+                }
             }
-            Err(error) if error.protocol_error() == Some(ProtocolError::OffsetOutOfRange) => {
-                self.out_of_range(client, offset, end, error).await
-            }
-            Err(error) => Ok(Fetch::Failed(error)),
+        };
+        if error.fetch_code() == Some(OFFSET_OUT_OF_RANGE) {
+            return self.out_of_range(client.offsets, offset, end, error).await;
         }
+        Ok(Fetch::Failed(error))
     }
 
     /// The broker says `offset` is out of range: below its earliest, retention removed the
@@ -218,9 +246,6 @@ impl RangeFetch {
 }
 
 /// Names a fetch in errors and logs.
-fn fetching(client: &PartitionClient, offset: i64) -> String {
-    format!(
-        "fetching partition {} at offset {offset}",
-        client.partition()
-    )
+fn fetching(partition: i32, offset: i64) -> String {
+    format!("fetching partition {partition} at offset {offset}")
 }

@@ -31,6 +31,7 @@ use super::checkpoint::{Commit, Plan};
 use super::lock::Ownership;
 use super::{ConsumeError, TopicSummary};
 use crate::backoff::{Retry, RetryError};
+use crate::kafka::fetch::PartitionReader;
 use crate::settings::{ConsumerSettings, StartingOffsets, Trigger};
 use crate::status::{BatchReport, RunState, TopicStatus};
 use batch::{BatchOrder, BatchOutcome, Resumption};
@@ -48,7 +49,10 @@ const STATUS_REFRESH: Duration = Duration::from_secs(2);
 /// Everything one topic's loop needs on the async side (its files go to its worker).
 pub struct TopicJob {
     pub topic: String,
+    /// Offset look-ups (rskafka).
     pub partitions: Vec<Arc<PartitionClient>>,
+    /// Fetches (our own reader), one per owned partition, kept connected between batches.
+    pub readers: BTreeMap<i32, Arc<tokio::sync::Mutex<PartitionReader>>>,
     pub settings: ConsumerSettings,
     pub request_timeout: Duration,
     pub status: Arc<TopicStatus>,
