@@ -21,7 +21,8 @@
 //!   say ([`kafka::security`]: TLS, SASL, the password kept out of output), our own
 //!   connection for the requests rskafka does not send (`wire`: metadata with replicas,
 //!   topic configs, CreateTopics; and the first contact, whose errors say what is wrong),
-//!   topic-name rules, the Java-compatible partitioner, and which Kafka errors are worth
+//!   the consumer's fetches ([`kafka::fetch`], reading record batches with no allocation
+//!   per record in [`kafka::records`]), topic-name rules, the Java-compatible partitioner, and which Kafka errors are worth
 //!   retrying ([`kafka::KafkaError::is_retriable`]).
 //! * [`admin`]: `admin` topic management on top of [`kafka`].
 //! * [`produce`]: API streams → Kafka (plan → prepare → writers → pump; see its docs).

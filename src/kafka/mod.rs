@@ -1,7 +1,8 @@
 //! Everything that talks to Kafka at the client level: building an `rskafka` client that fails
 //! within the configured timeout, secured as the settings say ([`security`]), topic-name
 //! rules, and the requests rskafka does not send ([`metadata`], [`topic_config`], over our own
-//! connection in `wire`).
+//! connection in `wire`). The consumer's fetches are ours too ([`fetch`], [`records`]):
+//! rskafka's cost an allocation per record.
 
 mod codec;
 pub mod create_topics;
