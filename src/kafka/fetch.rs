@@ -25,6 +25,8 @@ const API_KEY_FETCH: i16 = 1;
 const API_VERSION: i16 = 4;
 /// `read_committed`: records up to the last stable offset, aborted transactions listed.
 const READ_COMMITTED: i8 = 1;
+/// A reader's answer and decompression buffers are kept between fetches up to this size.
+const KEPT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// What went wrong with one fetch, beyond reaching the broker.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,10 @@ pub enum FetchError {
         partition: i32,
         code: i16,
     },
-    #[error("{topic}/{partition} has no leader right now (a broker is down or an election runs)")]
+    #[error(
+        "{topic}/{partition} has no leader right now (a broker is down, an election runs, or \
+         the topic was deleted: check it with `factorypal admin describe-topic {topic}`)"
+    )]
     NoLeader { topic: String, partition: i32 },
     #[error("{broker}'s fetch answer for {topic}/{partition} is garbled: {reason}")]
     Garbled {
@@ -77,7 +82,7 @@ impl FetchError {
         match self {
             Self::Refused { code, .. } => !matches!(code, 29 | 31 | 35),
             Self::NoLeader { .. } | Self::Garbled { .. } => true,
-            Self::Records { source, .. } => matches!(source, RecordError::Corrupt { .. }),
+            Self::Records { source, .. } => source.is_retriable(),
             Self::Kafka(e) => e.is_retriable(),
         }
     }
@@ -94,7 +99,7 @@ fn describe(code: i16) -> String {
         7 => "REQUEST_TIMED_OUT",
         29 => "TOPIC_AUTHORIZATION_FAILED: grant this client's user Read on the topic",
         31 => "CLUSTER_AUTHORIZATION_FAILED",
-        35 => "UNSUPPORTED_VERSION: the broker is older than Kafka 1.0",
+        35 => "UNSUPPORTED_VERSION",
         56 => "KAFKA_STORAGE_ERROR",
         _ => return format!("Kafka error code {code}"),
     };
@@ -175,15 +180,34 @@ impl PartitionReader {
     ) -> Result<Fetched, FetchError> {
         let request = self.encode(wanted.start, limits);
         let mut body = std::mem::take(&mut self.answer);
+        let reused = self.leader.as_ref().is_some_and(|c| !c.is_spoiled());
+        let mut asked = self.ask(&request, &mut body).await;
+        if reused && matches!(asked, Err(FetchError::Kafka(_))) {
+            // A kept connection the broker closed while it idled (connections.max.idle.ms,
+            // a restart): one new connection at once, before anything counts as a failure.
+            self.leader = None;
+            asked = self.ask(&request, &mut body).await;
+        }
+        let result = asked.and_then(|broker| self.read_answer(&body, wanted, broker));
+        self.answer = body;
+        // A rare huge batch must not keep its buffers for the rest of the run.
+        for buffer in [&mut self.answer, &mut self.scratch] {
+            if buffer.capacity() > KEPT_BUFFER_BYTES {
+                *buffer = Vec::new();
+            }
+        }
+        result
+    }
+
+    /// Sends `request` to the leader and reads the answer into `body`; returns the broker.
+    async fn ask(&mut self, request: &[u8], body: &mut Vec<u8>) -> Result<String, FetchError> {
         let connection = self.connection().await?;
         let broker = connection.broker().to_string();
-        let asked = connection.request_into(&request, &mut body).await;
-        let result = match asked {
-            Ok(()) => self.read_answer(&body, wanted, broker),
-            Err(error) => Err(connect_error(error)),
-        };
-        self.answer = body;
-        result
+        connection
+            .request_into(request, body)
+            .await
+            .map_err(connect_error)?;
+        Ok(broker)
     }
 
     /// Reads the records of `wanted` out of a fetch answer from `broker`.
@@ -226,6 +250,9 @@ impl PartitionReader {
     /// The connection to the partition's leader, opened (after a Metadata request) if there
     /// is none.
     async fn connection(&mut self) -> Result<&mut Connection, FetchError> {
+        if self.leader.as_ref().is_some_and(Connection::is_spoiled) {
+            self.leader = None;
+        }
         if self.leader.is_none() {
             let broker = self.find_leader().await?;
             let connection = Connection::open(&self.security, &self.settings.client_id, &broker)

@@ -28,6 +28,9 @@ use std::ops::Range;
 /// A decompressed batch larger than this is refused: the broker's own limit on a batch is
 /// `message.max.bytes` (1 MiB by default) compressed, and plant records compress about 4×.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Values one fetch's [`RecordSet`] takes at most: once past it, the batches left in the
+/// answer are left for the next fetch (a few bytes of zstd can hold 64 MiB of values).
+pub const MAX_SET_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bytes before the first record of a v2 batch.
 const BATCH_HEADER: usize = 61;
@@ -75,9 +78,18 @@ pub enum RecordError {
          of Kafka 0.11 or later"
     )]
     OldFormat { offset: i64, magic: i8 },
+    /// Well formed, but beyond what this reader takes: no retry changes it.
+    #[error("the record batch at offset {offset} cannot be read: {reason}")]
+    Unreadable { offset: i64, reason: String },
 }
 
 impl RecordError {
+    /// Whether fetching the batch again may help: a corruption in transit goes away, a
+    /// batch too large or in an unknown codec does not.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Corrupt { .. })
+    }
+
     fn corrupt(offset: i64, reason: impl Into<String>) -> Self {
         Self::Corrupt {
             offset,
@@ -110,13 +122,20 @@ impl RecordSet {
         self.records.last().map(|r| r.offset)
     }
 
-    fn push(&mut self, offset: i64, value: Option<&[u8]>) {
-        let value = value.map(|v| {
-            let start = self.values.len() as u32;
-            self.values.extend_from_slice(v);
-            start..self.values.len() as u32
-        });
+    /// Adds a record; `None` when its value would not fit a set's u32 positions (never
+    /// with [`MAX_SET_BYTES`] and [`MAX_BATCH_BYTES`] far below 4 GiB).
+    fn push(&mut self, offset: i64, value: Option<&[u8]>) -> Option<()> {
+        let value = match value {
+            None => None,
+            Some(v) => {
+                let start = u32::try_from(self.values.len()).ok()?;
+                let end = u32::try_from(self.values.len() + v.len()).ok()?;
+                self.values.extend_from_slice(v);
+                Some(start..end)
+            }
+        };
         self.records.push(RecordRef { offset, value });
+        Some(())
     }
 }
 
@@ -138,16 +157,16 @@ pub fn read_batches(
     let mut aborts = Aborts::new(aborted);
     let mut rest = data;
     while let Some(batch) = next_batch(&mut rest)? {
+        if set.values.len() >= MAX_SET_BYTES {
+            break; // enough for one fetch: the rest comes with the next
+        }
         let header = BatchHeader::read(batch)?;
-        set.next_offset = set.next_offset.max(header.last_offset() + 1);
-        if header.last_offset() < wanted.start || header.base_offset >= wanted.end {
-            continue;
+        let wanted_here = header.last_offset() >= wanted.start && header.base_offset < wanted.end;
+        if wanted_here && !aborts.skips(&header, batch)? {
+            let records = header.records(batch, scratch)?;
+            read_records(&header, records, &wanted, &mut set)?;
         }
-        if aborts.skips(&header, batch)? {
-            continue;
-        }
-        let records = header.records(batch, scratch)?;
-        read_records(&header, records, &wanted, &mut set)?;
+        set.next_offset = set.next_offset.max(header.last_offset().saturating_add(1));
     }
     Ok(set)
 }
@@ -242,72 +261,98 @@ impl BatchHeader {
         if codec == 0 {
             return Ok(body);
         }
+        let offset = self.base_offset;
+        if !(1..=4).contains(&codec) {
+            return Err(RecordError::Unreadable {
+                offset,
+                reason: format!(
+                    "compression codec {codec} is none Kafka defines (gzip 1, snappy 2, lz4 3, \
+                     zstd 4); check the producer that wrote it"
+                ),
+            });
+        }
         scratch.clear();
-        decompress(codec, body, scratch)
-            .map_err(|reason| RecordError::corrupt(self.base_offset, reason))?;
+        decompress(codec, body, scratch).map_err(|error| match error {
+            Unpack::Corrupt(reason) => RecordError::corrupt(offset, reason),
+            Unpack::TooLarge => RecordError::Unreadable {
+                offset,
+                reason: format!(
+                    "it decompresses to more than {} MiB; lower the producer's batch size \
+                     (batch.size) or read the topic with another client",
+                    MAX_BATCH_BYTES / (1024 * 1024)
+                ),
+            },
+        })?;
         Ok(scratch)
     }
 }
 
-/// Decompresses a batch's records section with Kafka's codec number `codec`.
-fn decompress(codec: i16, body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+/// Why a compressed batch did not decompress.
+enum Unpack {
+    Corrupt(String),
+    /// Past [`MAX_BATCH_BYTES`].
+    TooLarge,
+}
+
+impl From<String> for Unpack {
+    fn from(reason: String) -> Self {
+        Self::Corrupt(reason)
+    }
+}
+
+/// Decompresses a batch's records section with Kafka's codec number `codec` (1 to 4).
+fn decompress(codec: i16, body: &[u8], out: &mut Vec<u8>) -> Result<(), Unpack> {
     match codec {
-        1 => read_capped(flate2::read::GzDecoder::new(body), out, "gzip"),
+        1 => read_capped(flate2::read::MultiGzDecoder::new(body), out, "gzip"),
         2 => snappy(body, out),
         3 => {
             let decoder = lz4::Decoder::new(body).map_err(|e| format!("lz4: {e}"))?;
             read_capped(decoder, out, "lz4")
         }
-        4 => {
+        _ => {
             let decoder =
                 zstd::stream::read::Decoder::with_buffer(body).map_err(|e| format!("zstd: {e}"))?;
             read_capped(decoder, out, "zstd")
         }
-        other => Err(format!("unknown compression codec {other}")),
     }
 }
 
 /// Reads a decoder to its end into `out`, refusing more than [`MAX_BATCH_BYTES`].
-fn read_capped(decoder: impl Read, out: &mut Vec<u8>, codec: &str) -> Result<(), String> {
+fn read_capped(decoder: impl Read, out: &mut Vec<u8>, codec: &str) -> Result<(), Unpack> {
     let cap = MAX_BATCH_BYTES as u64;
     let read = decoder
         .take(cap + 1)
         .read_to_end(out)
         .map_err(|e| format!("{codec}: {e}"))?;
     if read as u64 > cap {
-        return Err(too_large());
+        return Err(Unpack::TooLarge);
     }
     Ok(())
 }
 
-fn too_large() -> String {
-    format!(
-        "it decompresses to more than {} MiB",
-        MAX_BATCH_BYTES / (1024 * 1024)
-    )
-}
-
 /// Snappy as Kafka clients write it: the Java client's xerial framing (magic, version words,
 /// then length-prefixed raw blocks), or one raw block (librdkafka, Go clients).
-fn snappy(body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+fn snappy(body: &[u8], out: &mut Vec<u8>) -> Result<(), Unpack> {
     let Some(mut framed) = body.strip_prefix(XERIAL_MAGIC) else {
         return snappy_block(body, out);
     };
     if framed.len() < 8 {
-        return Err("snappy: the xerial header ends early".into());
+        return Err(Unpack::Corrupt(
+            "snappy: the xerial header ends early".into(),
+        ));
     }
     framed = &framed[8..]; // version and compatible version
     while !framed.is_empty() {
         if framed.len() < 4 {
-            return Err("snappy: a chunk length ends early".into());
+            return Err(Unpack::Corrupt("snappy: a chunk length ends early".into()));
         }
         let len = u32::from_be_bytes(framed[..4].try_into().expect("4 bytes")) as usize;
         framed = &framed[4..];
         if len > framed.len() {
-            return Err(format!(
-                "snappy: a chunk of {len} bytes where {} are left",
-                framed.len()
-            ));
+            let left = framed.len();
+            return Err(Unpack::Corrupt(format!(
+                "snappy: a chunk of {len} bytes where {left} are left"
+            )));
         }
         snappy_block(&framed[..len], out)?;
         framed = &framed[len..];
@@ -315,10 +360,10 @@ fn snappy(body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn snappy_block(block: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+fn snappy_block(block: &[u8], out: &mut Vec<u8>) -> Result<(), Unpack> {
     let len = snap::raw::decompress_len(block).map_err(|e| format!("snappy: {e}"))?;
     if out.len() + len > MAX_BATCH_BYTES {
-        return Err(too_large());
+        return Err(Unpack::TooLarge);
     }
     let start = out.len();
     out.resize(start + len, 0);
@@ -343,11 +388,15 @@ fn read_records(
     }
     for _ in 0..count {
         let record = Record::read(&mut records).map_err(corrupt)?;
+        if record.offset_delta < 0 || record.offset_delta > header.last_offset_delta {
+            return Err(corrupt("a record's offset outside its batch"));
+        }
         let offset = header
             .base_offset
             .saturating_add(i64::from(record.offset_delta));
         if wanted.contains(&offset) {
-            set.push(offset, record.value);
+            set.push(offset, record.value)
+                .ok_or_else(|| corrupt("more values than one fetch holds"))?;
         }
     }
     Ok(())
@@ -622,6 +671,23 @@ mod tests {
         assert_eq!(
             offsets(&read_batches(&data, 0..100, &[], &mut Vec::new()).unwrap()),
             [0, 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_record_outside_its_batch_and_an_unknown_codec_are_refused() {
+        // Two records, but a batch header that says it ends at its first.
+        let mut b = batch(0, 0, -1, &[record(0, Some(b"a")), record(1, Some(b"b"))]);
+        b[23..27].copy_from_slice(&0i32.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let error = read_batches(&b, 0..10, &[], &mut Vec::new()).unwrap_err();
+        assert!(error.is_retriable() && error.to_string().contains("outside its batch"));
+        let odd = batch(0, 6, -1, &[record(0, Some(b"a"))]);
+        let error = read_batches(&odd, 0..10, &[], &mut Vec::new()).unwrap_err();
+        assert!(
+            !error.is_retriable() && error.to_string().contains("codec 6"),
+            "{error}"
         );
     }
 

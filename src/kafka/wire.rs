@@ -179,6 +179,11 @@ pub struct Connection {
     stream: Box<dyn Io>,
     broker: String,
     security: Security,
+    /// The correlation id of the next request; every answer must carry its request's.
+    next_id: i32,
+    /// A request was sent and its answer not read whole (the caller gave up on it): what
+    /// comes next on the stream belongs to that request, so the connection is done.
+    in_flight: bool,
 }
 
 /// Connects to `broker` as `security` says and sends one framed `request`; returns the
@@ -265,6 +270,8 @@ impl Connection {
             stream,
             broker: broker.to_string(),
             security: security.clone(),
+            next_id: 1,
+            in_flight: false,
         };
         if let Some(login) = security.login() {
             connection.log_in(client_id, login).await?;
@@ -275,6 +282,12 @@ impl Connection {
     /// The broker this connection reaches (`host:port`).
     pub fn broker(&self) -> &str {
         &self.broker
+    }
+
+    /// Whether a request was given up half-way (its answer may still arrive): such a
+    /// connection must not carry another.
+    pub fn is_spoiled(&self) -> bool {
+        self.in_flight
     }
 
     /// Sends one framed request and reads the answer's body (without its length prefix) into
@@ -303,7 +316,16 @@ impl Connection {
     ) -> Result<(), ConnectError> {
         let (broker, security) = (self.broker.as_str(), &self.security);
         let failed = |e| io_failure(broker, security, stage, e);
-        self.stream.write_all(request).await.map_err(failed)?;
+        // Each request its own correlation id (the header's bytes 8..12, after the length,
+        // key and version), checked on the answer: an answer to anything else is refused.
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut request = request.to_vec();
+        if let Some(slot) = request.get_mut(8..12) {
+            slot.copy_from_slice(&id.to_be_bytes());
+        }
+        self.in_flight = true;
+        self.stream.write_all(&request).await.map_err(failed)?;
         self.stream.flush().await.map_err(failed)?;
         let mut prefix = [0u8; 4];
         self.stream.read_exact(&mut prefix).await.map_err(failed)?;
@@ -326,7 +348,14 @@ impl Connection {
         body.clear();
         body.resize(len, 0);
         self.stream.read_exact(body).await.map_err(failed)?;
-        Ok(())
+        self.in_flight = false;
+        match body.get(..4) {
+            Some(answered) if answered == id.to_be_bytes() => Ok(()),
+            _ => Err(ConnectError::Garbled {
+                broker: broker.to_string(),
+                reason: format!("an answer that is not to request {id} on the connection"),
+            }),
+        }
     }
 
     /// SaslHandshake, then SaslAuthenticate until the mechanism (rsasl's) is done. SCRAM's
@@ -506,7 +535,7 @@ pub fn framed(api_key: i16, version: i16, client_id: &str, body: &[u8]) -> Vec<u
     let mut header = BytesMut::new();
     header.put_i16(api_key);
     header.put_i16(version);
-    header.put_i32(1); // correlation id: requests on one connection go one at a time
+    header.put_i32(1); // correlation id: the connection sets each request's own
     put_string(&mut header, client_id);
     let len = header.len() + body.len();
     let mut out = Vec::with_capacity(4 + len);
