@@ -17,7 +17,6 @@ use serde::de::{Deserializer as _, IgnoredAny};
 use serde_json::value::RawValue;
 
 use super::scan::{READ_CHUNK, Scanner, Step};
-use crate::json::compact_into;
 
 /// Why the data dir cannot be served. Each one names the file and what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +166,7 @@ impl Dataset {
             return Err(diagnose(path, &mut source));
         };
         let layout = Layout::sorted(index);
-        source.rewind().map_err(io_error(path))?;
+        source.rewind().map_err(|e| io(path, e))?;
         let lines = fill(path, &mut source, chunk, &layout)?;
         Ok(Dataset {
             name,
@@ -217,7 +216,7 @@ fn index_records<R: Read>(
     let mut scanner = Scanner::with_chunk(source, chunk);
     let mut index = Index::default();
     loop {
-        match scanner.next().map_err(io_error(path))? {
+        match scanner.next().map_err(|e| io(path, e))? {
             Step::Element(element) => {
                 let record =
                     u32::try_from(index.keys.len()).map_err(|_| DataError::TooManyRecords {
@@ -301,11 +300,10 @@ fn fill<R: Read>(
     let mut line = Vec::new();
     let mut record = 0;
     loop {
-        match scanner.next().map_err(io_error(path))? {
-            Step::Element(element) => {
+        line.clear();
+        match scanner.next_into(&mut line).map_err(|e| io(path, e))? {
+            Step::Element(_) => {
                 let span = layout.span(record).ok_or_else(changed)?;
-                line.clear();
-                compact_into(element.raw, &mut line);
                 line.push(b'\n');
                 if line.len() != span.len() {
                     return Err(changed());
@@ -569,6 +567,14 @@ fn json_files(dir: &Path, symlinks: Symlinks) -> Result<Vec<JsonFile>, DataError
     Ok(files)
 }
 
+/// An I/O error on `path`; builds the path only when there is an error (unlike [`io_error`]).
+fn io(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
     let path = path.to_path_buf();
     move |source| DataError::Io { path, source }
@@ -577,6 +583,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::compact_into;
 
     fn parse(text: &str) -> Result<Dataset, DataError> {
         Dataset::parse(Path::new("t.json"), "t".into(), text.as_bytes())

@@ -72,6 +72,16 @@ impl<R: Read> Scanner<R> {
 
     /// The next element, the end of the array, or an anomaly.
     pub fn next(&mut self) -> std::io::Result<Step<'_>> {
+        self.step::<false>(&mut Vec::new())
+    }
+
+    /// [`Scanner::next`], also appending the element's compact form to `out` (in the same
+    /// pass over its bytes).
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> std::io::Result<Step<'_>> {
+        self.step::<true>(out)
+    }
+
+    fn step<const COPY: bool>(&mut self, out: &mut Vec<u8>) -> std::io::Result<Step<'_>> {
         loop {
             let Some(byte) = self.skip_whitespace()? else {
                 return Ok(self.anomaly());
@@ -85,7 +95,7 @@ impl<R: Read> Scanner<R> {
                     self.pos += 1;
                     // A `,` must be followed by an element, not `]`.
                     return match self.skip_whitespace()? {
-                        Some(b'{') => self.element(),
+                        Some(b'{') => self.element::<COPY>(out),
                         _ => Ok(self.anomaly()),
                     };
                 }
@@ -97,7 +107,7 @@ impl<R: Read> Scanner<R> {
                         Some(_) => Step::Anomaly,
                     });
                 }
-                (Place::First, b'{') => return self.element(),
+                (Place::First, b'{') => return self.element::<COPY>(out),
                 _ => return Ok(self.anomaly()),
             }
         }
@@ -154,15 +164,16 @@ impl<R: Read> Scanner<R> {
         }
     }
 
-    /// The object starting at `pos` (a `{`), up to its matching `}`.
-    fn element(&mut self) -> std::io::Result<Step<'_>> {
+    /// The object starting at `pos` (a `{`), up to its matching `}`; compacted into `out` if
+    /// `COPY`.
+    fn element<const COPY: bool>(&mut self, out: &mut Vec<u8>) -> std::io::Result<Step<'_>> {
         let mut state = ObjectScan::default();
         // `scanned` bytes of the element are already looked at; a refill moves the element to
         // the front of the buffer, so offsets are kept relative to its start.
         let mut scanned = 0;
         loop {
             let start = self.pos;
-            match state.feed(&self.buf[start + scanned..self.filled]) {
+            match state.feed::<COPY>(&self.buf[start + scanned..self.filled], out) {
                 Feed::Closed(used) => {
                     let end = start + scanned + used;
                     self.pos = end;
@@ -202,10 +213,14 @@ enum Feed {
 }
 
 impl ObjectScan {
-    fn feed(&mut self, bytes: &[u8]) -> Feed {
+    /// Scans `bytes`, appending what is not insignificant whitespace to `out` if `COPY`.
+    fn feed<const COPY: bool>(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Feed {
         for (i, &b) in bytes.iter().enumerate() {
             if self.in_string {
                 self.compact_len += 1;
+                if COPY {
+                    out.push(b);
+                }
                 if self.escaped {
                     self.escaped = false;
                 } else if b == b'\\' {
@@ -224,12 +239,18 @@ impl ObjectScan {
                     self.depth -= 1;
                     if self.depth == 0 {
                         self.compact_len += 1;
+                        if COPY {
+                            out.push(b);
+                        }
                         return Feed::Closed(i + 1);
                     }
                 }
                 _ => {}
             }
             self.compact_len += 1;
+            if COPY {
+                out.push(b);
+            }
         }
         Feed::More
     }
@@ -243,12 +264,15 @@ mod tests {
     fn steps(text: &str, chunk: usize) -> Vec<String> {
         let mut scanner = Scanner::with_chunk(text.as_bytes(), chunk);
         let mut out = Vec::new();
+        let mut compacted = Vec::new();
         loop {
-            match scanner.next().unwrap() {
+            compacted.clear();
+            match scanner.next_into(&mut compacted).unwrap() {
                 Step::Element(e) => {
                     let mut compact = Vec::new();
                     crate::json::compact_into(e.raw, &mut compact);
                     assert_eq!(e.compact_len, compact.len());
+                    assert_eq!(compacted, compact);
                     out.push(std::str::from_utf8(e.raw).unwrap().to_string());
                 }
                 Step::End => {
