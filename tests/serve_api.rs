@@ -822,7 +822,7 @@ async fn a_file_bigger_than_the_read_chunk_is_served_as_python_reads_it() {
     let mut i = 0u64;
     while text.len() < 5 * MIB / 2 {
         if i > 0 {
-            text.push_str(if i % 3 == 0 { ",\n  " } else { " , " });
+            text.push_str(if i.is_multiple_of(3) { ",\n  " } else { " , " });
         }
         let pad_to = |text: &mut String, target: usize| {
             while text.len() < target {
