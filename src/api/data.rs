@@ -157,7 +157,7 @@ impl Dataset {
     /// Peak memory is the buffer plus 12 bytes a record (line ends and sorted positions).
     ///
     /// Any record the fast first pass cannot take (and any error) sends the file to serde_json
-    /// as a whole ([`diagnose`]), so errors are exactly serde_json's, with line and column.
+    /// as a whole (`diagnose`), so errors are exactly serde_json's, with line and column.
     pub fn read<R: Read + Seek>(
         path: &Path,
         name: String,
