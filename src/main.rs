@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let CommandLine { cli, settings } = CommandLine::parse();
     if matches!(
         cli.command,
-        Command::Consume(_) | Command::Produce(_) | Command::Run(_)
+        Command::Consume(_) | Command::Produce(_) | Command::Run(_) | Command::ServeApi(_)
     ) {
         purge_freed_memory_at_once();
     }
@@ -166,12 +166,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// For `produce`, `consume` and `run`: give freed memory back to the OS at once instead of
-/// committing arenas up front and keeping freed pages, and in 4 KiB pages, not the kernel's
-/// transparent 2 MiB huge pages. With mimalloc's defaults the consumer's peak RSS on 1M records
-/// was ~115 MB and the producer's ~93 MB (BENCHMARKS.md, issue 4). Huge pages then rounded
-/// every freshly touched region up to 2 MiB and had the kernel zero it whole: without them the
-/// consumer peaks at ~47 MiB instead of ~72, with less system time (issue 14). The other
+/// For `produce`, `consume`, `run` and `serve-api`: give freed memory back to the OS at once
+/// instead of committing arenas up front and keeping freed pages, and in 4 KiB pages, not the
+/// kernel's transparent 2 MiB huge pages. With mimalloc's defaults the consumer's peak RSS on
+/// 1M records was ~115 MB and the producer's ~93 MB (BENCHMARKS.md, issue 4). Huge pages then
+/// rounded every freshly touched region up to 2 MiB and had the kernel zero it whole: without
+/// them the consumer peaks at ~47 MiB instead of ~72, with less system time (issue 14).
+/// `serve-api` frees its loading index (~24 bytes a record) just before filling the served
+/// buffer, and then allocates nothing per record: with the defaults the freed index stayed in
+/// RSS next to the buffer (peak 1.75× the file instead of 1.24×, issue 14). The other
 /// subcommands keep the defaults.
 fn purge_freed_memory_at_once() {
     // SAFETY: plain integer options, set before any other thread exists.

@@ -810,3 +810,66 @@ fn sigterm_stops_the_binary_with_exit_0() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// The loader reads files in 1 MiB chunks (src/api/scan.rs). A file of ~2.5 MiB whose records
+/// have escapes, multi-byte UTF-8, odd whitespace and many equal times, out of order, with one
+/// record starting exactly at 1 MiB and a 4-byte character straddling 2 MiB, is served exactly
+/// as Python's json reads it: stably sorted by `time`, each record compact.
+#[tokio::test]
+async fn a_file_bigger_than_the_read_chunk_is_served_as_python_reads_it() {
+    const MIB: usize = 1 << 20;
+    let mut text = String::from("[\n");
+    let mut i = 0u64;
+    while text.len() < 5 * MIB / 2 {
+        if i > 0 {
+            text.push_str(if i.is_multiple_of(3) { ",\n  " } else { " , " });
+        }
+        let pad_to = |text: &mut String, target: usize| {
+            while text.len() < target {
+                text.push(' ');
+            }
+        };
+        // The record after this padding starts exactly at 1 MiB.
+        if text.len() > MIB - 200 && text.len() < MIB {
+            pad_to(&mut text, MIB);
+        }
+        let prefix = format!("{{\"id\": {i}, \"s\": \"");
+        // `😀` (4 bytes) starts 2 bytes before 2 MiB.
+        if text.len() > 2 * MIB - 200 && text.len() < 2 * MIB {
+            pad_to(&mut text, 2 * MIB - 2 - prefix.len());
+        }
+        let time = [7, 3, 5, 3, 1][(i % 5) as usize] * 1000 + (i % 11) as i64 - 5;
+        text.push_str(&format!(
+            "{prefix}😀 é \\\" q \\\" \\\\ \\n{}\",\t\"time\" :{time},\"v\": {}, \"n\": [1, {{\"k\": null}}, true]}}",
+            "x".repeat((i % 13) as usize),
+            i as f64 / 4.0
+        ));
+        i += 1;
+    }
+    text.push_str("\n]\n");
+    let start_at_1mib = &text.as_bytes()[MIB..MIB + 7];
+    assert_eq!(start_at_1mib, b"{\"id\": ", "a record starts at 1 MiB");
+    assert_eq!(&text.as_bytes()[2 * MIB - 2..2 * MIB + 2], "😀".as_bytes());
+
+    let dir = data_dir(&[("metrics.json", &text)]);
+    let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
+    let (status, _, body) = http_get_body(addr, "/stream_data_metrics").await;
+    assert_eq!(status, 200);
+    let served = dir.path().join("served.ndjson");
+    std::fs::write(&served, &body).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_stream_check.py");
+    let out = run_with_timeout(
+        std::process::Command::new(common::python())
+            .arg(script)
+            .arg(dir.path().join("metrics.json"))
+            .arg(&served),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
+    shutdown.cancel();
+}

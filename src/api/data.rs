@@ -1,6 +1,8 @@
 //! Loads the data dir once at start: every `*.json` file becomes a [`Dataset`] whose records are
 //! validated, sorted by `time` and stored as compact NDJSON lines in one contiguous buffer, so a
 //! stream is a sequence of zero-copy slices and no request re-parses or copies the file.
+//! Loading reads each file twice in chunks and never holds it whole (see [`Dataset::read`]):
+//! peak memory is the served buffer plus 12 bytes a record (issue 14: 1.24× the file).
 //!
 //! Symlinks: a `*.json` link that resolves inside the data dir is served like a file; one that
 //! leaves it refuses the start (naming the link and its target) unless [`Symlinks::Follow`]
@@ -8,14 +10,15 @@
 //! to publish any file the server can read. Hard links cannot be told from files and are
 //! served.
 
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{Deserializer as _, IgnoredAny};
 use serde_json::value::RawValue;
 
-use crate::json::compact_into;
+use super::scan::{READ_CHUNK, Scanner, Step};
 
 /// Why the data dir cannot be served. Each one names the file and what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,12 @@ pub enum DataError {
         column: usize,
         reason: String,
     },
+    #[error(
+        "{path} changed while it was being loaded: start again once the file is completely written"
+    )]
+    Changed { path: PathBuf },
+    #[error("{path} has more than {max} records: split it into several files")]
+    TooManyRecords { path: PathBuf, max: u32 },
     #[error("{path} must hold one JSON array of records, but it holds {found}")]
     NotAnArray { path: PathBuf, found: &'static str },
     #[error(
@@ -138,45 +147,262 @@ impl Dataset {
 
     /// Parses one file's text (a JSON array of objects with a numeric `time`).
     pub fn parse(path: &Path, name: String, text: &[u8]) -> Result<Self, DataError> {
-        let first = text.iter().copied().find(|b| !b.is_ascii_whitespace());
-        if first != Some(b'[') {
-            // Report a syntax error first if there is one: it is the more precise message.
-            serde_json::from_slice::<IgnoredAny>(text).map_err(|e| syntax(path, &e))?;
-            let found = match first {
-                Some(b'{') => "an object",
-                Some(b'"') => "a string",
-                Some(b't' | b'f') => "a boolean",
-                Some(b'n') => "null",
-                _ => "a number",
-            };
-            return Err(DataError::NotAnArray {
-                path: path.into(),
-                found,
-            });
-        }
-        let elements: Vec<&RawValue> =
-            serde_json::from_slice(text).map_err(|e| syntax(path, &e))?;
+        Self::read(path, name, std::io::Cursor::new(text), READ_CHUNK)
+    }
 
-        let mut keyed: Vec<(f64, &RawValue)> = Vec::with_capacity(elements.len());
-        for (index, raw) in elements.into_iter().enumerate() {
-            keyed.push((record_time(path, index, raw)?, raw));
-        }
-        // A stable sort keeps records with equal `time` in file order.
-        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-
-        let mut lines = Vec::with_capacity(text.len());
-        let mut ends = Vec::with_capacity(keyed.len());
-        for (_, raw) in keyed {
-            compact_into(raw.get().as_bytes(), &mut lines);
-            lines.push(b'\n');
-            ends.push(lines.len());
-        }
-        lines.shrink_to_fit();
+    /// Loads one file from `source`, reading it twice in `chunk`-sized pieces so that the
+    /// whole file is never in memory: the first pass validates every record and keeps only
+    /// its `time` and compact length; once those are sorted, every line's place in the buffer
+    /// is known, and the second pass writes each record's compact line straight into it.
+    /// Peak memory is the buffer plus 12 bytes a record (line ends and sorted positions).
+    ///
+    /// Any record the fast first pass cannot take (and any error) sends the file to serde_json
+    /// as a whole (`diagnose`), so errors are exactly serde_json's, with line and column.
+    pub fn read<R: Read + Seek>(
+        path: &Path,
+        name: String,
+        mut source: R,
+        chunk: usize,
+    ) -> Result<Self, DataError> {
+        let Some(index) = index_records(path, &mut source, chunk)? else {
+            return Err(diagnose(path, &mut source));
+        };
+        let layout = Layout::sorted(index);
+        source.rewind().map_err(|e| io(path, e))?;
+        let lines = fill(path, &mut source, chunk, &layout)?;
         Ok(Dataset {
             name,
             lines: Bytes::from(lines),
-            ends,
+            ends: layout.ends,
         })
+    }
+}
+
+/// A record's place in the sort: its `time` as a totally ordered integer (the order of
+/// [`f64::total_cmp`]), then its index in the file, so sorting keeps equal times in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey {
+    time: u64,
+    record: u32,
+}
+
+impl SortKey {
+    fn new(time: f64, record: u32) -> Self {
+        let bits = time.to_bits();
+        // Negative numbers: flip all bits (bigger magnitude sorts first); others: set the
+        // sign bit so they sort after every negative.
+        let time = if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | 1 << 63
+        };
+        Self { time, record }
+    }
+}
+
+/// What the first pass keeps of each record, in file order.
+#[derive(Debug, Default)]
+struct Index {
+    keys: Vec<SortKey>,
+    /// Compact length without the `\n`.
+    lens: Vec<usize>,
+}
+
+/// The first pass: every record validated, its sort key and compact length. `None` if
+/// anything is not as the fast path expects (then [`diagnose`] finds out what).
+fn index_records<R: Read>(
+    path: &Path,
+    source: R,
+    chunk: usize,
+) -> Result<Option<Index>, DataError> {
+    let mut scanner = Scanner::with_chunk(source, chunk);
+    let mut index = Index::default();
+    loop {
+        match scanner.next().map_err(|e| io(path, e))? {
+            Step::Element(element) => {
+                let record =
+                    u32::try_from(index.keys.len()).map_err(|_| DataError::TooManyRecords {
+                        path: path.into(),
+                        max: u32::MAX,
+                    })?;
+                let Some(time) = std::str::from_utf8(element.raw)
+                    .ok()
+                    .and_then(|raw| record_time(path, 0, raw).ok())
+                else {
+                    return Ok(None);
+                };
+                index.keys.push(SortKey::new(time, record));
+                index.lens.push(element.compact_len);
+            }
+            Step::End => return Ok(Some(index)),
+            Step::Anomaly => return Ok(None),
+        }
+    }
+}
+
+/// Where every line goes in the buffer.
+#[derive(Debug)]
+struct Layout {
+    /// `ends[i]` is where line `i` (in time order) ends.
+    ends: Vec<usize>,
+    /// `rank[r]` is the line of the file's record `r`; `None` if the file is in time order.
+    rank: Option<Vec<u32>>,
+}
+
+impl Layout {
+    fn sorted(index: Index) -> Self {
+        let Index { mut keys, lens } = index;
+        let in_order = keys.is_sorted();
+        let rank = if in_order {
+            None
+        } else {
+            // Keys are unique (the record breaks ties), so an unstable sort is a stable one.
+            keys.sort_unstable();
+            let mut rank = vec![0u32; keys.len()];
+            for (line, key) in keys.iter().enumerate() {
+                // At most u32::MAX records (checked while indexing).
+                rank[key.record as usize] = line as u32;
+            }
+            Some(rank)
+        };
+        let mut end = 0;
+        let ends = keys
+            .iter()
+            .map(|key| {
+                end += lens[key.record as usize] + 1;
+                end
+            })
+            .collect();
+        Self { ends, rank }
+    }
+
+    /// The byte range of the file's record `record` in the buffer, if there is such a record.
+    fn span(&self, record: usize) -> Option<std::ops::Range<usize>> {
+        let line = match &self.rank {
+            None => record,
+            Some(rank) => *rank.get(record)? as usize,
+        };
+        let end = *self.ends.get(line)?;
+        let start = if line == 0 { 0 } else { self.ends[line - 1] };
+        Some(start..end)
+    }
+}
+
+/// The second pass: every record's compact line written at its place in a buffer of exactly
+/// the size needed. A file that no longer matches the first pass is [`DataError::Changed`].
+fn fill<R: Read>(
+    path: &Path,
+    source: R,
+    chunk: usize,
+    layout: &Layout,
+) -> Result<Vec<u8>, DataError> {
+    let changed = || DataError::Changed { path: path.into() };
+    let mut lines = vec![0u8; layout.ends.last().copied().unwrap_or(0)];
+    let mut scanner = Scanner::with_chunk(source, chunk);
+    let mut line = Vec::new();
+    let mut record = 0;
+    loop {
+        line.clear();
+        match scanner.next_into(&mut line).map_err(|e| io(path, e))? {
+            Step::Element(_) => {
+                let span = layout.span(record).ok_or_else(changed)?;
+                line.push(b'\n');
+                if line.len() != span.len() {
+                    return Err(changed());
+                }
+                lines[span].copy_from_slice(&line);
+                record += 1;
+            }
+            Step::End if record == layout.ends.len() => return Ok(lines),
+            Step::End | Step::Anomaly => return Err(changed()),
+        }
+    }
+}
+
+/// Why a file the fast path did not take cannot be served, found by serde_json reading it as
+/// a stream (so in bounded memory) exactly as a whole-file parse would: a syntax error
+/// anywhere comes first, then a top level that is not an array, then the first bad element.
+fn diagnose<R: Read + Seek>(path: &Path, source: R) -> DataError {
+    match find_error(path, source) {
+        Ok(Some(error)) => error,
+        // serde_json takes what the fast path did not: the file changed between the reads.
+        Ok(None) => DataError::Changed { path: path.into() },
+        Err(source) => DataError::Io {
+            path: path.into(),
+            source,
+        },
+    }
+}
+
+fn find_error<R: Read + Seek>(path: &Path, mut source: R) -> std::io::Result<Option<DataError>> {
+    source.rewind()?;
+    let first = first_non_whitespace(&mut source)?;
+    source.rewind()?;
+    let reader = std::io::BufReader::with_capacity(64 * 1024, source);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    if first != Some(b'[') {
+        if let Err(e) = IgnoredAny::deserialize(&mut de).and_then(|_| de.end()) {
+            return syntax_or_io(path, e).map(Some);
+        }
+        let found = match first {
+            Some(b'{') => "an object",
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            _ => "a number",
+        };
+        return Ok(Some(DataError::NotAnArray {
+            path: path.into(),
+            found,
+        }));
+    }
+    let first_bad = de.deserialize_seq(FirstBadElement { path });
+    match first_bad.and_then(|bad| de.end().map(|()| bad)) {
+        Ok(bad) => Ok(bad),
+        Err(e) => syntax_or_io(path, e).map(Some),
+    }
+}
+
+fn first_non_whitespace<R: Read>(source: R) -> std::io::Result<Option<u8>> {
+    for byte in std::io::BufReader::new(source).bytes() {
+        let byte = byte?;
+        if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            return Ok(Some(byte));
+        }
+    }
+    Ok(None)
+}
+
+fn syntax_or_io(path: &Path, e: serde_json::Error) -> std::io::Result<DataError> {
+    if e.is_io() {
+        return Err(e.into());
+    }
+    Ok(syntax(path, &e))
+}
+
+/// Visits the array's elements one at a time; its value is the first element that is not a
+/// record with a numeric `time`, if any.
+struct FirstBadElement<'p> {
+    path: &'p Path,
+}
+
+impl<'de> serde::de::Visitor<'de> for FirstBadElement<'_> {
+    type Value = Option<DataError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut first_bad = None;
+        let mut index = 0;
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            if first_bad.is_none() {
+                first_bad = record_time(self.path, index, raw.get()).err();
+            }
+            index += 1;
+        }
+        Ok(first_bad)
     }
 }
 
@@ -196,7 +422,7 @@ fn syntax(path: &Path, e: &serde_json::Error) -> DataError {
 }
 
 /// Reads only the `time` field of one element; everything else is skipped, not built.
-fn record_time(path: &Path, index: usize, raw: &RawValue) -> Result<f64, DataError> {
+fn record_time(path: &Path, index: usize, raw: &str) -> Result<f64, DataError> {
     #[derive(Deserialize)]
     struct TimeOnly<'a> {
         // `default` + a plain `&RawValue` reader: a missing field is `None`, but `null` is
@@ -207,14 +433,14 @@ fn record_time(path: &Path, index: usize, raw: &RawValue) -> Result<f64, DataErr
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
         <&RawValue>::deserialize(d).map(Some)
     }
-    if !raw.get().starts_with('{') {
+    if !raw.starts_with('{') {
         return Err(DataError::NotAnObject {
             path: path.into(),
             index,
         });
     }
     // The array already parsed, so the only failure left is a field repeated (`time` twice).
-    let probe: TimeOnly<'_> = serde_json::from_str(raw.get()).map_err(|e| DataError::BadTime {
+    let probe: TimeOnly<'_> = serde_json::from_str(raw).map_err(|e| DataError::BadTime {
         path: path.into(),
         index,
         value: e.to_string(),
@@ -257,12 +483,42 @@ pub fn load_dir_with(dir: &Path, symlinks: Symlinks) -> Result<Vec<Dataset>, Dat
                 name,
             });
         }
-        let text = std::fs::read(&file.read_from).map_err(io_error(&file.listed))?;
-        let dataset = Dataset::parse(&file.listed, name, &text)?;
+        let dataset = load_file(&file, name)?;
         tracing::info!(file = %file.listed.display(), records = dataset.len(), "loaded");
         datasets.push(dataset);
     }
     Ok(datasets)
+}
+
+/// Reads one file; refuses it if it changed meanwhile (it is read twice, see [`Dataset::read`]).
+fn load_file(file: &JsonFile, name: String) -> Result<Dataset, DataError> {
+    let io = || io_error(&file.listed);
+    let mut source = std::fs::File::open(&file.read_from).map_err(io())?;
+    let before = Stamp::of(&source).map_err(io())?;
+    let dataset = Dataset::read(&file.listed, name, &mut source, READ_CHUNK)?;
+    if Stamp::of(&source).map_err(io())? != before {
+        return Err(DataError::Changed {
+            path: file.listed.clone(),
+        });
+    }
+    Ok(dataset)
+}
+
+/// What tells a file was written to: its size and modification time.
+#[derive(Debug, PartialEq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
 }
 
 /// The `*.json` files of `dir`, sorted by name, each symlink checked against `symlinks`.
@@ -313,6 +569,14 @@ fn json_files(dir: &Path, symlinks: Symlinks) -> Result<Vec<JsonFile>, DataError
     Ok(files)
 }
 
+/// An I/O error on `path`; builds the path only when there is an error (unlike [`io_error`]).
+fn io(path: &Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
     let path = path.to_path_buf();
     move |source| DataError::Io { path, source }
@@ -321,9 +585,192 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::compact_into;
 
     fn parse(text: &str) -> Result<Dataset, DataError> {
         Dataset::parse(Path::new("t.json"), "t".into(), text.as_bytes())
+    }
+
+    fn read(text: &[u8], chunk: usize) -> Result<Dataset, DataError> {
+        Dataset::read(
+            Path::new("t.json"),
+            "t".into(),
+            std::io::Cursor::new(text),
+            chunk,
+        )
+    }
+
+    /// The served bytes as serde_json reads the whole file: the array's elements (each must
+    /// be an object with exactly one `time`, which serde_json reads as a number), stably
+    /// sorted by `time`, compacted; `None` if serde_json refuses the file or an element.
+    fn oracle(text: &[u8]) -> Option<Vec<u8>> {
+        let elements: Vec<&RawValue> = serde_json::from_slice(text).ok()?;
+        let mut keyed = Vec::new();
+        for raw in elements {
+            let Entries(entries) = serde_json::from_str(raw.get()).ok()?;
+            let mut times = entries.iter().filter(|(key, _)| key == "time");
+            let time = times.next()?;
+            if times.next().is_some() {
+                return None;
+            }
+            keyed.push((serde_json::from_str::<f64>(time.1.get()).ok()?, raw));
+        }
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut out = Vec::new();
+        for (_, raw) in keyed {
+            compact_into(raw.get().as_bytes(), &mut out);
+            out.push(b'\n');
+        }
+        Some(out)
+    }
+
+    /// An object's entries in file order, repeated keys kept.
+    struct Entries(Vec<(String, Box<RawValue>)>);
+
+    impl<'de> Deserialize<'de> for Entries {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Entries;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Entries, A::Error> {
+                    let mut entries = Vec::new();
+                    while let Some(entry) = map.next_entry()? {
+                        entries.push(entry);
+                    }
+                    Ok(Entries(entries))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// Records with escapes, multi-byte UTF-8, nesting, odd whitespace, equal and negative
+    /// times, out of order.
+    fn tricky() -> String {
+        [
+            "\r\n [\t{\"time\": 5, \"s\": \"a \\\" ] } \\\\\", \"n\": [1, {\"x\": []}]}",
+            " ,\n{ \"id\":1,\"time\":-1.5e1,\"u\":\"\u{e9}t\u{e9} \u{1f600} \\u00e9\"}",
+            ",{\"time\": 5.0 , \"id\" : 2}",
+            ",{\"id\":3,\"time\":0,\"k\":{\"time\":99}}",
+            ",{\"time\":-0.0,\"id\":4},{\"time\": 5,\"id\":5,\"e\":\"\\n\\t\\/\"}",
+            ",\n\n{\"time\":1e-3,\"v\":null,\"b\":true,\"f\":false,\"big\":123456789012345678901234567890}\n]\n",
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn every_chunk_size_serves_what_serde_json_reads() {
+        let text = tricky();
+        let expected = oracle(text.as_bytes()).expect("valid test data");
+        for chunk in 1..=text.len() + 1 {
+            let d = read(text.as_bytes(), chunk).unwrap();
+            assert_eq!(d.lines(0, d.len()), expected, "chunk {chunk}");
+            assert_eq!(d.len(), 7);
+        }
+    }
+
+    #[test]
+    fn equal_times_keep_file_order_across_chunks() {
+        let mut text = String::from("[");
+        for i in 0..500 {
+            let time = [3, 1, 2, 1][i % 4];
+            let pad = " ".repeat(i % 7);
+            text.push_str(&format!("{pad}{{\"i\":{i},{pad}\"time\":{time}}},"));
+        }
+        text.pop();
+        text.push(']');
+        let expected = oracle(text.as_bytes()).unwrap();
+        for chunk in [1, 2, 3, 16, 17, 64, 4096] {
+            assert_eq!(
+                read(text.as_bytes(), chunk).unwrap().lines(0, 500),
+                expected
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any edit of valid data (a byte changed, removed or added) is served exactly as
+        /// serde_json reads it, or refused when serde_json refuses it.
+        #[test]
+        fn edits_are_taken_or_refused_as_serde_json_does(
+            at in 0usize..1000,
+            edit in 0u8..3,
+            byte in proptest::sample::select(b"{}[]\",:\\ \n0-.e5tx\xc3\xa9".to_vec()),
+            chunk in 1usize..40,
+        ) {
+            let mut text = tricky().into_bytes();
+            let at = at % text.len();
+            match edit {
+                0 => text[at] = byte,
+                1 => { text.remove(at); }
+                _ => text.insert(at, byte),
+            }
+            let got = read(&text, chunk);
+            match oracle(&text) {
+                Some(expected) => {
+                    let d = got.unwrap();
+                    proptest::prop_assert_eq!(d.lines(0, d.len()), expected);
+                }
+                None => proptest::prop_assert!(got.is_err(), "{:?}", String::from_utf8_lossy(&text)),
+            }
+        }
+    }
+
+    /// Errors are serde_json's for the whole file, whatever the chunk size.
+    #[test]
+    fn errors_name_what_serde_json_names() {
+        // serde_json checks no nesting limit inside an element (it skips it without
+        // recursing): neither does the loader.
+        let deep = format!(
+            "[{{\"time\":1,\"a\":{}1{}}}]",
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        assert_eq!(
+            read(deep.as_bytes(), 7).unwrap().line(0),
+            oracle(deep.as_bytes()).unwrap()
+        );
+        for text in [
+            "\n\n [{\"time\":1} {\"time\":2}]",
+            "[{\"time\":1},\n]",
+            "[{\"time\":1}]\n x",
+            "[{\"time\":1, \"s\":\"\\q\"}]",
+        ] {
+            let whole = serde_json::from_str::<Vec<&RawValue>>(text).unwrap_err();
+            for chunk in [1, 5, 4096] {
+                match read(text.as_bytes(), chunk) {
+                    Err(DataError::Syntax {
+                        line,
+                        column,
+                        reason,
+                        ..
+                    }) => {
+                        assert_eq!((line, column), (whole.line(), whole.column()), "{text:?}");
+                        assert!(whole.to_string().starts_with(&reason), "{reason} / {whole}");
+                    }
+                    other => panic!("{text:?}: {other:?}"),
+                }
+            }
+        }
+        // A syntax error after a bad element is still reported first.
+        assert!(matches!(
+            read(b"[{\"x\":1}, {\"time\":1},]", 3),
+            Err(DataError::Syntax { .. })
+        ));
+        assert!(matches!(
+            read(b"[{\"time\":1}, {\"time\":1, \"time\":2}]", 3),
+            Err(DataError::BadTime { index: 1, .. })
+        ));
+        assert!(matches!(
+            read(b"[{\"time\":1}, {\"time\":\"\xff\"}]", 3),
+            Err(DataError::Syntax { .. })
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! It knows nothing of Kafka; `produce` reads it like any machine gateway.
 
 mod data;
+mod scan;
 mod server;
 
 pub use data::{DataError, Dataset, Symlinks, load_dir, load_dir_with};
