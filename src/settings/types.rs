@@ -689,23 +689,17 @@ mod tests {
             assert_eq!(trigger(zero), Ok(Trigger::Continuous), "{zero}");
         }
         assert_eq!(Trigger::Continuous.to_string(), "0s");
-        assert_eq!(trigger(&Trigger::Continuous.to_string()), Ok(Trigger::Continuous));
+        assert_eq!(
+            trigger(&Trigger::Continuous.to_string()),
+            Ok(Trigger::Continuous)
+        );
         let odd = Trigger::Every(Duration::from_micros(1500));
         assert_eq!(trigger(&odd.to_string()), Ok(odd));
     }
 
     #[test]
     fn bad_triggers_are_refused_with_the_value_quoted() {
-        for text in [
-            "",
-            "10",
-            "10x",
-            "s",
-            "-1s",
-            "0.0000000001s",
-            "nans",
-            "infs",
-        ] {
+        for text in ["", "10", "10x", "s", "-1s", "0.0000000001s", "nans", "infs"] {
             let error = trigger(text).expect_err(text);
             assert!(error.contains("like 10s"), "{text}: {error}");
         }

@@ -192,7 +192,12 @@ async fn run_batches(
         let ranges = if progress.next == latest {
             BTreeMap::new()
         } else {
-            match until(shutdown, next_ranges(job, &mut progress.next, &latest, policy)).await {
+            match until(
+                shutdown,
+                next_ranges(job, &mut progress.next, &latest, policy),
+            )
+            .await
+            {
                 Some(ranges) => ranges?,
                 None => break,
             }
@@ -256,9 +261,9 @@ impl Pacer {
                     _ = status_refresh.tick(), if job.watched => refresh_latest(job).await,
                 }
             },
-            Self::Continuous { idle: true } => {
-                until(shutdown, tokio::time::sleep(IDLE_PAUSE)).await.is_some()
-            }
+            Self::Continuous { idle: true } => until(shutdown, tokio::time::sleep(IDLE_PAUSE))
+                .await
+                .is_some(),
             Self::Continuous { idle: false } | Self::AvailableNow => true,
         }
     }
