@@ -206,6 +206,10 @@ pub struct RunArgs {
     /// Output root, a directory or `s3://BUCKET/PREFIX` for delta (`consumer.output`).
     #[arg(long = "output", id = "consumer.output", value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// How often the consumers start a batch: `10s`, `500ms`, `1m`, or `0s` (continuous: the
+    /// next batch as soon as the last committed) (`consumer.trigger`).
+    #[arg(long = "trigger", id = "consumer.trigger", value_name = "TRIGGER")]
+    pub trigger: Option<String>,
     #[command(flatten)]
     pub status: StatusArgs,
 }
@@ -232,7 +236,8 @@ pub struct ConsumeArgs {
     /// Checkpoint root (`consumer.checkpoint`; default OUTPUT/TOPIC/_checkpoint).
     #[arg(long = "checkpoint", id = "consumer.checkpoint", value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
-    /// `10s`, `500ms`, `1m`, or `available-now` (`consumer.trigger`).
+    /// `10s`, `500ms`, `1m`, `0s` (continuous: the next batch as soon as the last committed),
+    /// or `available-now` (`consumer.trigger`).
     #[arg(long = "trigger", id = "consumer.trigger", value_name = "TRIGGER")]
     pub trigger: Option<String>,
     /// New records per topic per batch, 0 = unlimited (`consumer.max_offsets_per_trigger`).

@@ -9,9 +9,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    SpareBroker, Spawned, bootstrap, configured, factorypal, raw_topic, run_with_timeout,
-    sample_data, send_signal, start_api, stderr, stdout, survive_broker_restart, unique_topic,
-    write_config, write_run_config,
+    SpareBroker, Spawned, bootstrap, configured, factorypal, kcat_produce, raw_topic,
+    run_with_timeout, sample_data, send_signal, start_api, stderr, stdout, survive_broker_restart,
+    unique_topic, write_config, write_run_config,
 };
 use serde_json::Value;
 
@@ -847,4 +847,174 @@ fn a_file_write_that_blocks_does_not_stall_the_runtime() {
     let bad = std::fs::read_to_string(bad_dir.join("batch-00000000.jsonl")).unwrap();
     let entry: Value = serde_json::from_str(bad.trim_end()).unwrap();
     assert_eq!(entry["payload"], big.as_str());
+}
+
+/// The newest commit in a topic's checkpoint (`_checkpoint/all`): its batch number and next
+/// offsets, or `None` before the first.
+fn newest_commit(topic_dir: &Path) -> Option<(u64, HashMap<String, i64>)> {
+    let checkpoint = topic_dir.join("_checkpoint/all");
+    let newest = std::fs::read_dir(checkpoint)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".commit.json"))
+        .max()?;
+    let commit: Value = serde_json::from_slice(
+        &std::fs::read(topic_dir.join("_checkpoint/all").join(&newest)).ok()?,
+    )
+    .ok()?;
+    Some((
+        commit["batch"].as_u64().unwrap(),
+        serde_json::from_value(commit["next_offsets"].clone()).unwrap(),
+    ))
+}
+
+/// The checkpoint's plan and commit files, by name.
+fn checkpoint_files(topic_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(topic_dir.join("_checkpoint/all"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Metrics records `from..to` as payloads: `id` is the record's number, unique in the topic.
+fn numbered_metrics(from: i64, to: i64) -> Vec<String> {
+    (from..to)
+        .map(|n| format!(r#"{{"id":{n},"val":{}.5,"time":{}}}"#, n, 1_767_225_600 + n))
+        .collect()
+}
+
+/// Waits (at most 60 s) until `child`'s newest commit reaches `next` offsets, per partition.
+async fn wait_for_commit(child: &mut Spawned, topic_dir: &Path, next: &[(&str, i64)]) -> u64 {
+    let want: HashMap<String, i64> = next.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((batch, offsets)) = newest_commit(topic_dir)
+            && offsets == want
+        {
+            return batch;
+        }
+        assert!(child.is_running(), "consume ended: {}", child.log("err"));
+        assert!(
+            Instant::now() < deadline,
+            "no commit reached {want:?}: newest {:?}",
+            newest_commit(topic_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--trigger 0s` (continuous): a running consumer takes records produced after it started,
+/// wave after wave, each once (pyarrow and DuckDB count them); while nothing arrives it plans
+/// and commits no batch, so an idle consumer does not busy the disk with empty batches.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_continuous_trigger_takes_new_records_once_and_commits_nothing_while_idle() {
+    let topic = unique_topic("c-continuous");
+    let out = run_with_timeout(
+        factorypal(Path::new(".")).args([
+            "--bootstrap",
+            &bootstrap(),
+            "admin",
+            "create-topic",
+            &topic,
+            "--partitions",
+            "2",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &topic, "unused-workorder", "");
+    let topic_dir = dir.path().join("out").join(&topic);
+    let mut child = Spawned::start(&mut consume_cmd(
+        dir.path(),
+        &["--topics", &topic, "--trigger", "0s"],
+    ));
+    let produce = |from: i64, to: i64, partition: i32| {
+        let payloads = numbered_metrics(from, to);
+        let bytes: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+        kcat_produce(&topic, partition, &bytes);
+    };
+
+    // The first wave arrives after the consumer started on the empty topic.
+    produce(0, 200, 0);
+    produce(200, 400, 1);
+    let batch = wait_for_commit(&mut child, &topic_dir, &[("0", 200), ("1", 200)]).await;
+
+    // Idle: the consumer keeps looking (every 20 ms), but plans and commits nothing.
+    let files = checkpoint_files(&topic_dir);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(child.is_running(), "consume ended: {}", child.log("err"));
+    assert_eq!(
+        newest_commit(&topic_dir).unwrap().0,
+        batch,
+        "a batch committed while idle"
+    );
+    assert_eq!(
+        checkpoint_files(&topic_dir),
+        files,
+        "the checkpoint changed while idle"
+    );
+
+    // A second wave after the pause is taken too.
+    produce(400, 700, 0);
+    produce(700, 750, 1);
+    let last = wait_for_commit(&mut child, &topic_dir, &[("0", 500), ("1", 250)]).await;
+    assert!(last > batch);
+    send_signal(child.child.id(), "TERM");
+    let (status, _, err) =
+        tokio::task::spawn_blocking(move || child.finish(Duration::from_secs(20)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+
+    let view = read_parquet(&topic_dir);
+    let mut ids: Vec<i64> = view
+        .rows
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..750).collect::<Vec<i64>>(),
+        "every record exactly once"
+    );
+}
+
+/// `run --trigger 0s`: the whole pipeline with continuous consumers writes every record once.
+#[test]
+fn run_with_a_continuous_trigger_writes_every_sample_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = unique_topic("r0-metrics");
+    let workorder = unique_topic("r0-workorder");
+    write_run_config(
+        dir.path(),
+        &repo().join("data_source"),
+        &metrics,
+        &workorder,
+        "max_offsets_per_trigger = 0",
+    );
+    let out = run_with_timeout(
+        &mut configured(
+            dir.path(),
+            "run",
+            &["--until-drained", "--delay", "0.0001", "--trigger", "0s"],
+        ),
+        Duration::from_secs(180),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let view = read_parquet(&dir.path().join("out").join(&metrics));
+    assert_metrics_once(
+        &view,
+        &source_records(&repo().join("data_source/metrics.json")),
+    );
+    assert_eq!(
+        read_parquet(&dir.path().join("out").join(&workorder))
+            .rows
+            .len(),
+        576
+    );
 }

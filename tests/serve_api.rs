@@ -170,6 +170,52 @@ async fn delay_spaces_records_and_the_query_overrides_it() {
     shutdown.cancel();
 }
 
+/// `stamp=FIELD` adds the send time to every record as its last member (the benchmark's way
+/// to tell each record's latency), leaving the record otherwise as it was; a field name that
+/// would need escaping is a 400.
+#[tokio::test]
+async fn stamp_adds_the_send_time_to_every_record() {
+    let dir = data_dir(&[("metrics.json", METRICS)]);
+    let (addr, shutdown, _) = start(dir.path(), Duration::ZERO).await;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let plain = ndjson(&http_get_body(addr, "/stream_data_metrics").await.2);
+    for query in ["delay=0", "delay=0.001"] {
+        let before = now();
+        let stamped = ndjson(
+            &http_get_body(addr, &format!("/stream_data_metrics?stamp=sent_at&{query}"))
+                .await
+                .2,
+        );
+        let after = now();
+        assert_eq!(stamped.len(), plain.len(), "{query}");
+        for (mut record, original) in stamped.into_iter().zip(&plain) {
+            let sent_at = record["sent_at"].as_f64().unwrap();
+            // Microseconds, so a little below `before` when it falls within one.
+            assert!(
+                (before - 1e-6..=after).contains(&sent_at),
+                "{query}: {before} <= {sent_at} <= {after}"
+            );
+            record.as_object_mut().unwrap().remove("sent_at");
+            assert_eq!(&record, original, "{query}");
+        }
+    }
+    for bad in ["stamp=", "stamp=a%22b", "stamp=sent-at"] {
+        let (status, _, body) = http_get_body(addr, &format!("/stream_data_metrics?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("field name"),
+            "{bad}: {error}"
+        );
+    }
+    shutdown.cancel();
+}
+
 #[tokio::test]
 async fn fifty_concurrent_clients_each_get_the_whole_stream() {
     let records: Vec<Value> = (0..2000)

@@ -1,10 +1,16 @@
 //! The HTTP side of `serve-api`: routes, query parameters and the NDJSON stream.
+//!
+//! Pacing: with a delay, record k of a response is due `k × delay` after its first, and one
+//! the server is late for goes out at once with any others due, so a stream keeps its rate
+//! on average (1 ms gives 1,000 records/s) where a sleep after each record would add the
+//! timer's lateness to every gap. `stamp=FIELD` adds the send time to every record, so a
+//! benchmark can tell each record's latency downstream (scripts/bench-latency.sh).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -23,6 +29,9 @@ const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Largest `delay` a request may ask for; more is surely a typo (milliseconds for seconds).
 const MAX_DELAY_SECS: f64 = 3600.0;
+
+/// Longest `stamp` field name.
+const MAX_STAMP_FIELD: usize = 64;
 
 pub const STREAM_PREFIX: &str = "/stream_data_";
 
@@ -115,11 +124,13 @@ fn route(
 }
 
 /// What one stream request asked for.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct StreamParams {
     from: usize,
     to: usize,
     delay: Duration,
+    /// `stamp=FIELD`: every record gets `"FIELD": <unix seconds when sent>` as its last member.
+    stamp: Option<String>,
 }
 
 impl StreamParams {
@@ -127,6 +138,7 @@ impl StreamParams {
         let mut offset = 0usize;
         let mut limit = usize::MAX;
         let mut delay = default_delay;
+        let mut stamp = None;
         for pair in query
             .unwrap_or_default()
             .split('&')
@@ -161,9 +173,10 @@ impl StreamParams {
                             Excerpt(value)
                         )
                     })?,
+                "stamp" => stamp = Some(stamp_field(value)?),
                 other => {
                     return Err(format!(
-                        "unknown query parameter {}: use offset, limit or delay",
+                        "unknown query parameter {}: use offset, limit, delay or stamp",
                         Excerpt(other)
                     ));
                 }
@@ -178,7 +191,26 @@ impl StreamParams {
             from: offset,
             to: offset.saturating_add(limit).min(len),
             delay,
+            stamp,
         })
+    }
+}
+
+/// A `stamp` field name: letters, digits and `_` only, so it needs no JSON escaping.
+fn stamp_field(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= MAX_STAMP_FIELD
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "stamp={} is not valid: expected a field name of letters, digits and _ (at most \
+             {MAX_STAMP_FIELD}), e.g. stamp=sent_at",
+            Excerpt(value)
+        ))
     }
 }
 
@@ -187,6 +219,8 @@ struct StreamState {
     dataset: Arc<Dataset>,
     next: usize,
     params: StreamParams,
+    /// When the first record went out: the origin of the delay's schedule.
+    started: Option<tokio::time::Instant>,
     shutdown: CancellationToken,
 }
 
@@ -198,26 +232,70 @@ impl StreamState {
         if self.shutdown.is_cancelled() {
             return Some((Err(shutting_down()), self));
         }
-        let chunk = if self.params.delay.is_zero() {
-            let end = self
-                .dataset
-                .batch_end(self.next, self.params.to, CHUNK_BYTES);
-            let chunk = self.dataset.lines(self.next, end);
-            self.next = end;
-            chunk
+        let due = if self.params.delay.is_zero() {
+            self.params.to
         } else {
-            if self.next > self.params.from {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.params.delay) => {}
-                    _ = self.shutdown.cancelled() => return Some((Err(shutting_down()), self)),
-                }
+            match self.next_turn().await {
+                Some(due) => due,
+                None => return Some((Err(shutting_down()), self)),
             }
-            let line = self.dataset.line(self.next);
-            self.next += 1;
-            line
         };
+        let end = self.dataset.batch_end(self.next, due, CHUNK_BYTES);
+        let chunk = match &self.params.stamp {
+            Some(field) => stamped(&self.dataset, self.next, end, field),
+            None => self.dataset.lines(self.next, end),
+        };
+        self.next = end;
         Some((Ok(Frame::data(chunk)), self))
     }
+
+    /// Waits until the next record is due (record k at `k × delay` after the first) and
+    /// returns the end of the records due by then, at least one; `None` on shutdown.
+    async fn next_turn(&mut self) -> Option<usize> {
+        let delay = self.params.delay;
+        let started = *self.started.get_or_insert_with(tokio::time::Instant::now);
+        // At most an hour × the records in memory: far inside a `Duration`.
+        let sent = (self.next - self.params.from) as f64;
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + delay.mul_f64(sent)) => {}
+            _ = self.shutdown.cancelled() => return None,
+        }
+        let due = (started.elapsed().as_secs_f64() / delay.as_secs_f64()) as usize + 1;
+        Some(
+            self.params
+                .from
+                .saturating_add(due)
+                .clamp(self.next + 1, self.params.to),
+        )
+    }
+}
+
+/// Lines `from..to`, each with `"field":SECS` added as its last member: the unix time now,
+/// to the microsecond (the lines are compact JSON objects, each ending in `}\n`).
+fn stamped(dataset: &Dataset, from: usize, to: usize, field: &str) -> Bytes {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let member = format!(
+        "\"{field}\":{}.{:06}}}\n",
+        now.as_secs(),
+        now.subsec_micros()
+    );
+    let mut out = BytesMut::new();
+    for index in from..to {
+        let line = dataset.line(index);
+        match line.strip_suffix(b"}\n") {
+            Some(open) => {
+                out.put_slice(open);
+                if open != b"{" {
+                    out.put_u8(b',');
+                }
+                out.put_slice(member.as_bytes());
+            }
+            None => out.put_slice(&line),
+        }
+    }
+    out.freeze()
 }
 
 fn shutting_down() -> std::io::Error {
@@ -233,6 +311,7 @@ fn stream_response(
         dataset,
         next: params.from,
         params,
+        started: None,
         shutdown,
     };
     let stream = futures::stream::unfold(state, StreamState::next_chunk);
@@ -258,7 +337,8 @@ mod tests {
             StreamParams {
                 from: 0,
                 to: 10,
-                delay: D
+                delay: D,
+                stamp: None,
             }
         );
     }
@@ -271,13 +351,61 @@ mod tests {
             StreamParams {
                 from: 3,
                 to: 7,
-                delay: Duration::ZERO
+                delay: Duration::ZERO,
+                stamp: None,
             }
         );
         let p = StreamParams::parse(Some("offset=10"), 10, D).unwrap();
         assert_eq!((p.from, p.to), (10, 10));
         let p = StreamParams::parse(Some("limit=100"), 10, D).unwrap();
         assert_eq!(p.to, 10);
+        let p = StreamParams::parse(Some("stamp=sent_at"), 10, D).unwrap();
+        assert_eq!(p.stamp.as_deref(), Some("sent_at"));
+    }
+
+    /// A stream with a delay keeps its schedule (record k at k × delay): after a stall of
+    /// 100 delays (a client that read nothing, a busy server), the records due meanwhile go
+    /// out together at once rather than each a delay after the one before. (No time is
+    /// asserted: a sleep of 100 ms lasts at least that, so at least 100 records are due.)
+    #[tokio::test]
+    async fn a_paced_stream_sends_what_fell_due_during_a_stall_at_once() {
+        let text = format!(
+            "[{}]",
+            (0..300)
+                .map(|n| format!(r#"{{"time":{n}}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let path = std::path::Path::new("t.json");
+        let dataset = Dataset::parse(path, "t".into(), text.as_bytes()).unwrap();
+        let params = StreamParams::parse(Some("delay=0.001"), dataset.len(), D).unwrap();
+        let mut state = StreamState {
+            dataset: Arc::new(dataset),
+            next: 0,
+            params,
+            started: None,
+            shutdown: CancellationToken::new(),
+        };
+        let (mut records, mut stalled, mut after_stall) = (0, false, None);
+        while let Some((chunk, next)) = state.next_chunk().await {
+            let chunk = chunk.unwrap().into_data().unwrap();
+            let lines = chunk.iter().filter(|&&b| b == b'\n').count();
+            records += lines;
+            if stalled && after_stall.is_none() {
+                after_stall = Some(lines);
+            }
+            if !stalled && records >= 10 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                stalled = true;
+            }
+            state = next;
+        }
+        assert_eq!(records, 300);
+        let after_stall = after_stall.unwrap();
+        assert!(
+            after_stall >= 100,
+            "records due during the stall: {after_stall}"
+        );
     }
 
     #[test]
@@ -290,6 +418,9 @@ mod tests {
             "delay=-1",
             "delay=nan",
             "delay=1e9",
+            "stamp=",
+            "stamp=a\"b",
+            "stamp=sent-at",
             "foo=1",
         ] {
             assert!(

@@ -494,7 +494,7 @@ mod tests {
             e.contains("c.toml) is invalid: \"5x\" is not an interval"),
             "{e}"
         );
-        let e = load(None, &[], &[("consumer.trigger", "0s", "trigger")]);
+        let e = load(None, &[], &[("consumer.trigger", "-1s", "trigger")]);
         assert!(
             e.contains("`consumer.trigger` (from flag --trigger)"),
             "{e}"

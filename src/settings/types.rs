@@ -104,12 +104,17 @@ impl<const MAX: u32> From<PositiveSeconds<MAX>> for f64 {
     }
 }
 
-/// When micro-batches start: `10s`, `500ms`, `2m`, `1h`, or `available-now` (process what is
-/// there at start, then exit).
+/// When micro-batches start: `10s`, `500ms`, `2m`, `1h`, `0s` (continuous: the next batch as
+/// soon as the last one committed) or `available-now` (process what is there at start, then
+/// exit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Trigger {
+    /// A batch per period (above 0).
     Every(Duration),
+    /// `0s`: batch after batch with no wait between them while records wait; with nothing to
+    /// read, the consumer looks again after a short pause (it never spins).
+    Continuous,
     AvailableNow,
 }
 
@@ -131,7 +136,11 @@ impl Trigger {
         if secs > f64::from(MAX_SECONDS) {
             return None;
         }
-        // Refuses negative and non-finite numbers; a period that rounds to 0 would spin.
+        if secs == 0.0 {
+            return Some(Self::Continuous);
+        }
+        // Refuses negative and non-finite numbers; a period above 0 that rounds to 0 is
+        // refused rather than taken for `0s`: whoever wrote it meant a period.
         let period = Duration::try_from_secs_f64(secs).ok()?;
         (!period.is_zero()).then_some(Self::Every(period))
     }
@@ -143,19 +152,20 @@ impl TryFrom<String> for Trigger {
     fn try_from(text: String) -> Result<Self, String> {
         Self::parse(&text).ok_or_else(|| {
             format!(
-                "{} is not an interval like 10s, 500ms, 2m (above 0, at most a year) or \
-                 available-now",
+                "{} is not an interval like 10s, 500ms, 2m (at most a year), 0s (continuous) \
+                 or available-now",
                 Excerpt(&text)
             )
         })
     }
 }
 
-/// The shortest text that reads back as the same trigger: `10s`, `500ms`, `2m`, `1h`.
+/// The shortest text that reads back as the same trigger: `10s`, `500ms`, `2m`, `1h`, `0s`.
 impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let period = match self {
             Self::AvailableNow => return f.write_str("available-now"),
+            Self::Continuous => return f.write_str("0s"),
             Self::Every(period) => *period,
         };
         let secs = period.as_secs();
@@ -675,23 +685,21 @@ mod tests {
         assert_eq!(trigger("2min").unwrap().to_string(), "2m");
         assert_eq!(trigger("available-now"), Ok(Trigger::AvailableNow));
         assert_eq!(Trigger::AvailableNow.to_string(), "available-now");
+        for zero in ["0s", "0ms", "0m", "0h", " 0 s", "0.0s"] {
+            assert_eq!(trigger(zero), Ok(Trigger::Continuous), "{zero}");
+        }
+        assert_eq!(Trigger::Continuous.to_string(), "0s");
+        assert_eq!(
+            trigger(&Trigger::Continuous.to_string()),
+            Ok(Trigger::Continuous)
+        );
         let odd = Trigger::Every(Duration::from_micros(1500));
         assert_eq!(trigger(&odd.to_string()), Ok(odd));
     }
 
     #[test]
     fn bad_triggers_are_refused_with_the_value_quoted() {
-        for text in [
-            "",
-            "10",
-            "10x",
-            "s",
-            "-1s",
-            "0s",
-            "0.0000000001s",
-            "nans",
-            "infs",
-        ] {
+        for text in ["", "10", "10x", "s", "-1s", "0.0000000001s", "nans", "infs"] {
             let error = trigger(text).expect_err(text);
             assert!(error.contains("like 10s"), "{text}: {error}");
         }

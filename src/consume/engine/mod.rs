@@ -1,5 +1,6 @@
-//! One topic's micro-batch loop: wait for the trigger, plan the next offset ranges, fetch the
-//! partitions concurrently, and have the topic's file worker decode, write and commit.
+//! One topic's micro-batch loop: wait for the trigger (a period, `0s` = continuous, or
+//! available-now), plan the next offset ranges, fetch the partitions concurrently, and have
+//! the topic's file worker decode, write and commit.
 //!
 //! * [`plan`]: what the next batch reads (broker offsets, data loss, the record limit).
 //! * [`fetch`]: the async half of a batch, Kafka → a bounded channel of chunks.
@@ -45,6 +46,11 @@ const CHUNK_QUEUE: usize = 2;
 /// How often latest offsets are looked up between batches while a status page watches, so
 /// its lag is current even with a long trigger interval.
 const STATUS_REFRESH: Duration = Duration::from_secs(2);
+/// How long a continuous (`0s`) loop waits before looking again after a look found no record
+/// waiting: short, so a record arriving then waits at most this long plus one batch, and long
+/// enough that an idle topic costs one end-offset look-up per partition per pause (50 a
+/// second) and next to no CPU, instead of a loop spinning on the broker.
+const IDLE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Everything one topic's loop needs on the async side (its files go to its worker).
 pub struct TopicJob {
@@ -157,8 +163,8 @@ async fn resume(job: &TopicJob, worker: &mut FileWorker) -> Result<Progress, Con
     Ok(progress)
 }
 
-/// The trigger loop: a batch per tick (or back to back until the targets with
-/// available-now), until shutdown or, with available-now, nothing waits.
+/// The trigger loop: a batch per tick, back to back with `0s` (continuous), or back to back
+/// until the targets with available-now; until shutdown or, with available-now, nothing waits.
 async fn run_batches(
     job: &TopicJob,
     worker: &mut FileWorker,
@@ -169,29 +175,11 @@ async fn run_batches(
     let trigger = job.settings.trigger();
     let targets = match trigger {
         Trigger::AvailableNow => Some(latest_offsets(job, policy).await?),
-        Trigger::Every(_) => None,
+        Trigger::Every(_) | Trigger::Continuous => None,
     };
-    let mut status_refresh = tokio::time::interval(STATUS_REFRESH);
-    let mut ticker = match trigger {
-        Trigger::Every(period) => {
-            let mut t = tokio::time::interval(period);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            Some(t)
-        }
-        Trigger::AvailableNow => None,
-    };
+    let mut pacer = Pacer::new(trigger);
     loop {
-        if let Some(ticker) = &mut ticker {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-                _ = status_refresh.tick(), if job.watched => {
-                    refresh_latest(job).await;
-                    continue;
-                }
-            }
-        }
-        if shutdown.is_cancelled() {
+        if !pacer.wait(job, shutdown).await || shutdown.is_cancelled() {
             break;
         }
         // Look-ups only read: on shutdown (e.g. while they retry a broker that is down) they
@@ -203,11 +191,22 @@ async fn run_batches(
                 None => break,
             },
         };
-        let next = &mut progress.next;
-        let ranges = match until(shutdown, next_ranges(job, next, &latest, policy)).await {
-            Some(ranges) => ranges?,
-            None => break,
+        // Caught up: nothing to plan (and no retention check needed: nothing below `latest`
+        // is still to be read), which spares an idle continuous loop half its look-ups.
+        let ranges = if progress.next == latest {
+            BTreeMap::new()
+        } else {
+            match until(
+                shutdown,
+                next_ranges(job, &mut progress.next, &latest, policy),
+            )
+            .await
+            {
+                Some(ranges) => ranges?,
+                None => break,
+            }
         };
+        pacer.found(!ranges.is_empty());
         if ranges.is_empty() {
             if targets.is_some() {
                 break;
@@ -221,6 +220,64 @@ async fn run_batches(
         execute(job, worker, &plan, progress).await?;
     }
     Ok(())
+}
+
+/// When [`run_batches`] looks for its next batch, by trigger.
+enum Pacer {
+    /// A period: on the ticker's beat; between beats, the status page's lag refresh.
+    Every {
+        ticker: tokio::time::Interval,
+        status_refresh: tokio::time::Interval,
+    },
+    /// `0s`: at once after a batch, or [`IDLE_PAUSE`] after a look that found nothing (each
+    /// look also refreshes the status page's lag).
+    Continuous { idle: bool },
+    /// available-now: back to back until the targets.
+    AvailableNow,
+}
+
+impl Pacer {
+    fn new(trigger: Trigger) -> Self {
+        match trigger {
+            Trigger::Every(period) => {
+                let mut ticker = tokio::time::interval(period);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Self::Every {
+                    ticker,
+                    status_refresh: tokio::time::interval(STATUS_REFRESH),
+                }
+            }
+            Trigger::Continuous => Self::Continuous { idle: false },
+            Trigger::AvailableNow => Self::AvailableNow,
+        }
+    }
+
+    /// Waits for the next look; `false` once `shutdown` is cancelled instead.
+    async fn wait(&mut self, job: &TopicJob, shutdown: &CancellationToken) -> bool {
+        match self {
+            Self::Every {
+                ticker,
+                status_refresh,
+            } => loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = ticker.tick() => return true,
+                    _ = status_refresh.tick(), if job.watched => refresh_latest(job).await,
+                }
+            },
+            Self::Continuous { idle: true } => until(shutdown, tokio::time::sleep(IDLE_PAUSE))
+                .await
+                .is_some(),
+            Self::Continuous { idle: false } | Self::AvailableNow => true,
+        }
+    }
+
+    /// What the last look found: `true` when it planned a batch.
+    fn found(&mut self, batch: bool) {
+        if let Self::Continuous { idle } = self {
+            *idle = !batch;
+        }
+    }
 }
 
 /// `work`'s result, or `None` once `shutdown` is cancelled first.
