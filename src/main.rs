@@ -165,16 +165,52 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Option numbers from mimalloc's `mimalloc.h` (v2), which libmimalloc-sys does not name.
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// `mi_option_allow_thp` (mimalloc v3, the one libmimalloc-sys 0.1.49 builds).
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 /// For `produce` and `consume`: give freed memory back to the OS at once instead of committing
 /// arenas up front and keeping freed pages. Both churn through many small records (rskafka
 /// takes and gives each one as its own allocations); with mimalloc's defaults the consumer's
 /// peak RSS on 1M records was ~115 MB and the producer's ~93 MB, with these ~68 MB and ~46 MB,
 /// for 10–30% of their speed (BENCHMARKS.md). The other subcommands keep the defaults.
+///
+/// Also no transparent huge pages: mimalloc asks for them (`madvise(MADV_HUGEPAGE)` on its
+/// arenas), and then a few bytes touched count 2 MiB of RSS, and each first touch zeroes
+/// 2 MiB. The producer on 1M records peaked at 61–68 MB with them, 34–36 MB without, at the
+/// same speed (BENCHMARKS.md, issue 14).
 fn purge_freed_memory_at_once() {
     // SAFETY: plain integer options, set before any other thread exists.
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+    }
+    no_transparent_huge_pages();
+}
+
+/// `prctl(PR_SET_THP_DISABLE, 1)`: the kernel gives this process no transparent huge pages,
+/// whatever its allocator advises (mimalloc reserved its first arena before `main`).
+#[cfg(target_os = "linux")]
+fn no_transparent_huge_pages() {
+    const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
+    unsafe extern "C" {
+        fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
+    }
+    // SAFETY: a plain flag of this process; the call has no memory arguments. A kernel that
+    // refuses it leaves huge pages on, which costs memory, not correctness.
+    let refused = unsafe {
+        prctl(
+            PR_SET_THP_DISABLE,
+            1 as std::ffi::c_ulong,
+            0 as std::ffi::c_ulong,
+            0 as std::ffi::c_ulong,
+            0 as std::ffi::c_ulong,
+        )
+    } != 0;
+    if refused {
+        tracing::debug!("prctl(PR_SET_THP_DISABLE) refused; transparent huge pages stay on");
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn no_transparent_huge_pages() {}
