@@ -165,13 +165,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Option numbers from mimalloc's `mimalloc.h` (v2), which libmimalloc-sys does not name.
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// `mi_option_allow_thp` (mimalloc v3, the one libmimalloc-sys 0.1.49 builds).
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
 /// For `produce`, `consume`, `run` and `serve-api`: give freed memory back to the OS at once
 /// instead of committing arenas up front and keeping freed pages, and in 4 KiB pages, not the
 /// kernel's transparent 2 MiB huge pages. With mimalloc's defaults the consumer's peak RSS on
-/// 1M records was ~115 MB and the producer's ~93 MB (BENCHMARKS.md, issue 4). Huge pages then
-/// rounded every freshly touched region up to 2 MiB and had the kernel zero it whole: without
-/// them the consumer peaks at ~47 MiB instead of ~72, with less system time (issue 14).
+/// 1M records was ~115 MB and the producer's ~93 MB (BENCHMARKS.md, issue 4). mimalloc asks
+/// for huge pages on its arenas; then a few bytes touched count 2 MiB of RSS and each first
+/// touch has the kernel zero 2 MiB: without them the consumer peaks at ~47 MiB instead of ~72
+/// and the producer at 34–36 MB instead of 61–68, with less system time (issue 14).
 /// `serve-api` frees its loading index (~24 bytes a record) just before filling the served
 /// buffer, and then allocates nothing per record: with the defaults the freed index stayed in
 /// RSS next to the buffer (peak 1.75× the file instead of 1.24×, issue 14). The other
@@ -181,8 +184,19 @@ fn purge_freed_memory_at_once() {
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
     }
-    // Best effort: a kernel without the option (or with THP off anyway) changes nothing.
+    no_transparent_huge_pages();
+}
+
+/// `prctl(PR_SET_THP_DISABLE, 1)`: the kernel gives this process no transparent huge pages,
+/// whatever its allocator advises (mimalloc reserved its first arena before `main`). Best
+/// effort: a kernel that refuses leaves huge pages on, which costs memory, not correctness.
+#[cfg(target_os = "linux")]
+fn no_transparent_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this process.
     let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
+
+#[cfg(not(target_os = "linux"))]
+fn no_transparent_huge_pages() {}

@@ -263,13 +263,27 @@ impl Writers {
 
     /// Hands `record` to its partition's writer once the window admits it; `false` if a
     /// writer failed (its error comes from [`Self::finish`]).
+    ///
+    /// Once per record: the common case (the window admits it, the queue has room) takes no
+    /// `select!` and no await.
     async fn send(&self, record: Prepared) -> bool {
-        tokio::select! {
-            _ = self.failed.cancelled() => return false,
-            () = self.window.acquire(record.offset) => {} // the writer acknowledges it
+        if self.failed.is_cancelled() {
+            return false;
         }
-        let partition = record.partition as usize;
-        self.queues[partition].send(record).await.is_ok()
+        // The writer acknowledges it.
+        if !self.window.try_acquire(record.offset) {
+            tokio::select! {
+                biased;
+                _ = self.failed.cancelled() => return false,
+                () = self.window.acquire(record.offset) => {}
+            }
+        }
+        let queue = &self.queues[record.partition as usize];
+        match queue.try_send(record) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(record)) => queue.send(record).await.is_ok(),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     /// Closes the queues, lets every writer write and acknowledge what it holds, and returns
@@ -303,6 +317,7 @@ impl Pump {
     async fn run(&mut self, writers: &Writers) -> Result<(), ProduceError> {
         loop {
             let item = tokio::select! {
+                biased;
                 _ = writers.failed.cancelled() => return Ok(()),
                 item = self.reader.next_item() => item?,
             };

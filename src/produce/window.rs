@@ -81,6 +81,10 @@ impl Window {
 
     /// Waits until `offset` fits in the window, then holds it until [`Window::ack`].
     pub async fn acquire(&self, offset: u64) {
+        // Most records fit at once: no `Notified` to make (and drop) for them.
+        if self.try_acquire(offset) {
+            return;
+        }
         loop {
             // Created before the check: `notify_waiters` reaches a `Notified` from its
             // creation on, so an ack between the check and the await still wakes us.

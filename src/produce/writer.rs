@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
+use rskafka::record::EncodedRecords;
 use tokio::sync::mpsc;
 
 use super::ProduceError;
@@ -68,6 +69,10 @@ pub struct PartitionWriter {
     /// The partition's end offset after our last acknowledged batch: where a retry starts
     /// looking for records that landed anyway.
     log_end: i64,
+    /// The encoded records of the batch being produced, kept from batch to batch: a fresh
+    /// buffer each time would fault its pages in again (freed memory goes back to the OS at
+    /// once, see main.rs).
+    buffer: Vec<u8>,
 }
 
 impl PartitionWriter {
@@ -76,6 +81,7 @@ impl PartitionWriter {
             ctx,
             client,
             log_end,
+            buffer: Vec::new(),
         }
     }
 
@@ -220,13 +226,16 @@ impl PartitionWriter {
                     break;
                 }
             }
-            let timestamp = now();
-            let records = batch
-                .iter()
-                .map(|p| p.to_record(&self.ctx.source_name, timestamp))
-                .collect();
-            let produce = self.client.produce(records, self.ctx.compression);
-            match bounded(self.ctx.request_timeout, "produce", produce).await {
+            let mut records = EncodedRecords::with_buffer(std::mem::take(&mut self.buffer));
+            for record in batch.iter() {
+                record.encode_into(&self.ctx.source_name, &mut records);
+            }
+            let produce = self
+                .client
+                .produce_encoded(&mut records, now(), self.ctx.compression);
+            let produced = bounded(self.ctx.request_timeout, "produce", produce).await;
+            self.buffer = records.into_buffer();
+            match produced {
                 Ok(offsets) => {
                     if let Some(last) = offsets.last() {
                         self.log_end = last + 1;
