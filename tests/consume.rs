@@ -912,19 +912,7 @@ async fn wait_for_commit(child: &mut Spawned, topic_dir: &Path, next: &[(&str, i
 #[tokio::test(flavor = "multi_thread")]
 async fn a_continuous_trigger_takes_new_records_once_and_commits_nothing_while_idle() {
     let topic = unique_topic("c-continuous");
-    let out = run_with_timeout(
-        factorypal(Path::new(".")).args([
-            "--bootstrap",
-            &bootstrap(),
-            "admin",
-            "create-topic",
-            &topic,
-            "--partitions",
-            "2",
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    common::create_topic(&topic, 2);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &topic, "unused-workorder", "");
     let topic_dir = dir.path().join("out").join(&topic);

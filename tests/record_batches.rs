@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    bootstrap, configured, factorypal, python, run_with_timeout, stderr, stdout, unique_topic,
+    bootstrap, configured, create_topic, python, run_with_timeout, stderr, stdout, unique_topic,
 };
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/foreign_batches.py");
@@ -28,22 +28,6 @@ fn payloads(n: u32) -> String {
             )
         })
         .collect()
-}
-
-fn create_topic(topic: &str) {
-    let out = run_with_timeout(
-        factorypal(Path::new(".")).args([
-            "--bootstrap",
-            &bootstrap(),
-            "admin",
-            "create-topic",
-            topic,
-            "--partitions",
-            "1",
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// Runs `command` with `input` on its stdin; returns its stdout after checking it succeeded.
@@ -111,7 +95,7 @@ fn every_codec_librdkafka_writes_reads_back_exactly() {
     let payloads = payloads(20_000);
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let topic = unique_topic(&format!("codec-{codec}"));
-        create_topic(&topic);
+        create_topic(&topic, 1);
         let sent = run_with_input(
             Command::new(python())
                 .arg(SCRIPT)
@@ -128,7 +112,7 @@ fn snappy_in_the_java_clients_framing_reads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let payloads = payloads(5_000);
     let topic = unique_topic("codec-java-snappy");
-    create_topic(&topic);
+    create_topic(&topic, 1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let classpath = run_with_timeout(
         Command::new("bash")
@@ -155,7 +139,7 @@ fn snappy_in_the_java_clients_framing_reads_back_exactly() {
 fn aborted_transactions_are_left_out_and_committed_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique_topic("transactions");
-    create_topic(&topic);
+    create_topic(&topic, 1);
     let ids = run_with_input(
         Command::new(python())
             .arg(SCRIPT)

@@ -192,21 +192,26 @@ pub fn raw_topic(payloads: &[&str]) -> String {
 /// [`raw_topic`] for payloads that need not be text (none may hold a newline).
 pub fn raw_topic_bytes(payloads: &[&[u8]]) -> String {
     let topic = unique_topic("raw");
+    create_topic(&topic, 1);
+    kcat_produce(&topic, 0, payloads);
+    topic
+}
+
+/// Creates `topic` with `partitions` partitions on the test broker (`admin create-topic`).
+pub fn create_topic(topic: &str, partitions: u32) {
     let out = run_with_timeout(
         factorypal(Path::new(".")).args([
             "--bootstrap",
             &bootstrap(),
             "admin",
             "create-topic",
-            &topic,
+            topic,
             "--partitions",
-            "1",
+            &partitions.to_string(),
         ]),
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    kcat_produce(&topic, 0, payloads);
-    topic
 }
 
 /// Appends payloads (none holding a newline) to one partition of `topic` with kcat.
