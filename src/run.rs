@@ -51,6 +51,13 @@ pub enum RunError {
     Produce(Box<ProduceError>),
     #[error(transparent)]
     Consume(Box<ConsumeError>),
+    #[error(
+        "run streams continuously, so its trigger must be a period (e.g. 1s) or 0s, not \
+         available-now (which would stop the consumers, and with them the producers, at once); \
+         use `run --until-drained` to stop once the streams end, or `consume --trigger \
+         available-now` for a one-off pass"
+    )]
+    AvailableNow,
 }
 
 // Boxed: a run's error is rare and passed up a few levels; the others stay small.
@@ -75,6 +82,7 @@ impl Classify for RunError {
             Self::CreateTopic { source, .. } => source.is_usage(),
             Self::Produce(error) => error.is_usage(),
             Self::Consume(error) => error.is_usage(),
+            Self::AvailableNow => true,
         }
     }
 }
@@ -85,6 +93,9 @@ pub async fn run(
     status: &Status,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    if settings.consumer.trigger() == Trigger::AvailableNow {
+        return Err(RunError::AvailableNow);
+    }
     let started = Instant::now();
     let mut settings = settings.clone();
     // The API first, so the producers have something to read.

@@ -215,7 +215,9 @@ async fn sample_data_reaches_parquet_once_with_the_configured_types() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_still_writes_every_record_once() {
-    let data = sample_data(150000, 10);
+    // Enough small batches that a run outlives several kills (the consumer reads a million
+    // records in well under a second since issue 14; 300 batches of 1000 take a few seconds).
+    let data = sample_data(300000, 10);
     let metrics = unique_topic("c-kill-m");
     let workorder = unique_topic("c-kill-w");
     fill(data.path(), &metrics, &workorder, "3").await;
@@ -227,9 +229,9 @@ async fn sigkill_at_random_moments_still_writes_every_record_once() {
         "--trigger",
         "available-now",
         "--max-offsets-per-trigger",
-        "3000",
+        "1000",
         "--max-records-per-file",
-        "700",
+        "300",
     ];
     // Kill at pseudo-random moments (fixed seed: a failure can be replayed).
     let mut seed: u64 = 0x5eed;

@@ -105,3 +105,26 @@ fn a_broker_that_does_not_answer_is_a_failure_not_a_usage_error() {
         stderr(&out)
     );
 }
+
+/// `run` streams until stopped: an `available-now` trigger would end its consumers, and with
+/// them its producers, at once, so it is refused before anything starts.
+#[test]
+fn run_with_an_available_now_trigger_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_timeout(
+        factorypal(dir.path()).args([
+            "--bootstrap",
+            &common::bootstrap(),
+            "run",
+            "--trigger",
+            "available-now",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not available-now"),
+        "{}",
+        stderr(&out)
+    );
+}

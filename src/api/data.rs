@@ -2,7 +2,9 @@
 //! validated, sorted by `time` and stored as compact NDJSON lines in one contiguous buffer, so a
 //! stream is a sequence of zero-copy slices and no request re-parses or copies the file.
 //! Loading reads each file twice in chunks and never holds it whole (see [`Dataset::read`]):
-//! peak memory is the served buffer plus 12 bytes a record (issue 14: 1.24× the file).
+//! peak memory is the larger of the first pass's index (~24–48 bytes a record while it grows,
+//! ~36 during the sort) and the served buffer plus 12 bytes a record (issue 14: 1.24× the
+//! file for the plant's metrics).
 //!
 //! Symlinks: a `*.json` link that resolves inside the data dir is served like a file; one that
 //! leaves it refuses the start (naming the link and its target) unless [`Symlinks::Follow`]
@@ -154,7 +156,9 @@ impl Dataset {
     /// whole file is never in memory: the first pass validates every record and keeps only
     /// its `time` and compact length; once those are sorted, every line's place in the buffer
     /// is known, and the second pass writes each record's compact line straight into it.
-    /// Peak memory is the buffer plus 12 bytes a record (line ends and sorted positions).
+    /// Memory: pass 1 and the sort hold ~24–48 bytes a record (sort keys, lengths; ~36 while
+    /// sorting), pass 2 the buffer plus 12 bytes a record (line ends and sorted positions).
+    /// For records of ~50 bytes the second is the peak.
     ///
     /// Any record the fast first pass cannot take (and any error) sends the file to serde_json
     /// as a whole (`diagnose`), so errors are exactly serde_json's, with line and column.
@@ -504,19 +508,26 @@ fn load_file(file: &JsonFile, name: String) -> Result<Dataset, DataError> {
     Ok(dataset)
 }
 
-/// What tells a file was written to: its size and modification time.
+/// What tells a file was written to: its size, modification and change times. A rewrite of
+/// the same length within one tick of the file system's clock (a few ms) is not seen; the
+/// element count and every element's compact length are compared too.
 #[derive(Debug, PartialEq)]
 struct Stamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
+    changed_secs: i64,
+    changed_nanos: i64,
 }
 
 impl Stamp {
     fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
         let meta = file.metadata()?;
         Ok(Self {
             len: meta.len(),
             modified: meta.modified().ok(),
+            changed_secs: meta.ctime(),
+            changed_nanos: meta.ctime_nsec(),
         })
     }
 }

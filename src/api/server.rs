@@ -203,6 +203,14 @@ fn stamp_field(value: &str) -> Result<String, String> {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if value == "time" {
+        // Every record has a `time`: a second one would shadow it for any reader.
+        return Err(
+            "stamp=time would add a second `time` to every record: name a new field, e.g. \
+             stamp=sent_at"
+                .to_string(),
+        );
+    }
     if valid {
         Ok(value.to_string())
     } else {
@@ -328,6 +336,14 @@ mod tests {
     use super::*;
 
     const D: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn a_stamp_must_be_a_new_plain_field_name() {
+        assert_eq!(stamp_field("sent_at"), Ok("sent_at".to_string()));
+        for bad in ["time", "", "a-b", "\"x"] {
+            assert!(stamp_field(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn params_default_to_the_whole_stream() {
