@@ -129,13 +129,7 @@ fn a_second_consumer_of_a_checkpoint_exits_at_once_naming_the_first() {
 #[test]
 fn a_repeated_topic_and_reordered_partitions_are_one_consumer() {
     let topic = unique_topic("c-identity");
-    let out = run_with_timeout(
-        factorypal(Path::new("."))
-            .args(["--bootstrap", &bootstrap(), "admin", "create-topic", &topic])
-            .args(["--partitions", "2"]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    common::create_topic(&topic, 2);
     for (partition, (from, to)) in [(0, (0, 500)), (1, (500, 1000))] {
         let lines = payloads(from, to);
         let bytes: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();

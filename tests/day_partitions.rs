@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    bootstrap, configured, factorypal, kcat_produce, python, run_with_timeout, send_signal, stderr,
-    stdout, unique_topic,
+    configured, factorypal, kcat_produce, python, run_with_timeout, send_signal, stderr, stdout,
+    unique_topic,
 };
 use serde_json::Value;
 
@@ -43,19 +43,7 @@ fn payloads(dir: &Path, seed: u64, count: u64) -> Vec<String> {
 /// A new topic of `partitions` partitions holding `lines`, dealt round-robin by kcat.
 fn topic_of(lines: &[String], partitions: i32) -> String {
     let topic = unique_topic("day");
-    let out = run_with_timeout(
-        factorypal(Path::new(".")).args([
-            "--bootstrap",
-            &bootstrap(),
-            "admin",
-            "create-topic",
-            &topic,
-            "--partitions",
-            &partitions.to_string(),
-        ]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    common::create_topic(&topic, partitions);
     for p in 0..partitions {
         let share: Vec<&[u8]> = lines
             .iter()

@@ -74,13 +74,7 @@ const BAD: [&str; 3] = [
 /// oracle.
 fn metrics_topic(dir: &Path, partitions: i32, records: u64) -> String {
     let topic = unique_topic("delta");
-    let out = run_with_timeout(
-        factorypal(dir)
-            .args(["--bootstrap", &bootstrap(), "admin", "create-topic", &topic])
-            .args(["--partitions", &partitions.to_string()]),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    common::create_topic(&topic, partitions);
     let mut all: Vec<String> = payloads(0, records);
     all.extend(BAD.iter().map(|b| b.to_string()));
     let per = all.len().div_ceil(partitions as usize);

@@ -22,8 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{
-    bootstrap, chromium, configured, factorypal, python, run_with_timeout, stderr, stdout,
-    unique_topic,
+    chromium, configured, factorypal, python, run_with_timeout, stderr, stdout, unique_topic,
 };
 
 /// gen-data's planted metric ids per product (src/gen_data.rs, `PLANTED`).
@@ -949,19 +948,7 @@ fn an_empty_metrics_topic_gives_a_clear_answer() {
     let metrics = unique_topic("rp-empty-metrics");
     let workorder = unique_topic("rp-empty-workorder");
     for topic in [&metrics, &workorder] {
-        let out = run_with_timeout(
-            factorypal(dir.path()).args([
-                "--bootstrap",
-                &bootstrap(),
-                "admin",
-                "create-topic",
-                topic,
-                "--partitions",
-                "1",
-            ]),
-            Duration::from_secs(60),
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        common::create_topic(topic, 1);
     }
     let records: Vec<String> = (0..20)
         .map(|i| {

@@ -198,7 +198,7 @@ pub fn raw_topic_bytes(payloads: &[&[u8]]) -> String {
 }
 
 /// Creates `topic` with `partitions` partitions on the test broker (`admin create-topic`).
-pub fn create_topic(topic: &str, partitions: u32) {
+pub fn create_topic(topic: &str, partitions: i32) {
     let out = run_with_timeout(
         factorypal(Path::new(".")).args([
             "--bootstrap",
