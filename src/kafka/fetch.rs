@@ -119,12 +119,6 @@ pub struct PartitionReader {
     scratch: Vec<u8>,
 }
 
-/// One fetch's answer for the partition.
-pub struct Fetched {
-    pub records: RecordSet,
-    pub high_watermark: i64,
-}
-
 /// What one fetch asks for.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchLimits {
@@ -165,7 +159,7 @@ impl PartitionReader {
         &mut self,
         wanted: Range<i64>,
         limits: FetchLimits,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<RecordSet, FetchError> {
         let result = self.try_fetch(wanted, limits).await;
         if result.is_err() {
             self.leader = None;
@@ -177,7 +171,7 @@ impl PartitionReader {
         &mut self,
         wanted: Range<i64>,
         limits: FetchLimits,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<RecordSet, FetchError> {
         let request = self.encode(wanted.start, limits);
         let mut body = std::mem::take(&mut self.answer);
         let reused = self.leader.as_ref().is_some_and(|c| !c.is_spoiled());
@@ -216,7 +210,7 @@ impl PartitionReader {
         body: &[u8],
         wanted: Range<i64>,
         broker: String,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<RecordSet, FetchError> {
         let answer = decode_answer(body, &self.topic, self.partition).map_err(|reason| {
             FetchError::Garbled {
                 broker: broker.clone(),
@@ -235,15 +229,11 @@ impl PartitionReader {
         }
         let records = answer.records.unwrap_or_default();
         let records = read_batches(records, wanted, &answer.aborted, &mut self.scratch);
-        let records = records.map_err(|source| FetchError::Records {
+        records.map_err(|source| FetchError::Records {
             broker,
             topic: self.topic.clone(),
             partition: self.partition,
             source,
-        })?;
-        Ok(Fetched {
-            records,
-            high_watermark: answer.high_watermark,
         })
     }
 
@@ -311,7 +301,6 @@ fn connect_error(error: ConnectError) -> FetchError {
 /// The one partition of a Fetch v4 answer, its records still unread.
 struct Answer<'a> {
     error_code: i16,
-    high_watermark: i64,
     aborted: Vec<AbortedTransaction>,
     records: Option<&'a [u8]>,
 }
@@ -331,7 +320,7 @@ fn decode_answer<'a>(mut buf: &'a [u8], topic: &str, partition: i32) -> Result<A
         return Err(format!("the answer is not for partition {partition}"));
     }
     let error_code = i16_(r)?;
-    let high_watermark = i64_(r)?;
+    let _high_watermark = i64_(r)?;
     let _last_stable_offset = i64_(r)?;
     let aborted_count = i32_(r)?;
     let mut aborted = Vec::new();
@@ -353,7 +342,6 @@ fn decode_answer<'a>(mut buf: &'a [u8], topic: &str, partition: i32) -> Result<A
     };
     Ok(Answer {
         error_code,
-        high_watermark,
         aborted,
         records,
     })

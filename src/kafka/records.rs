@@ -99,10 +99,6 @@ impl RecordError {
 }
 
 impl RecordSet {
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -115,11 +111,6 @@ impl RecordSet {
     pub fn value(&self, record: &RecordRef) -> Option<&[u8]> {
         let range = record.value.as_ref()?;
         Some(&self.values[range.start as usize..range.end as usize])
-    }
-
-    /// The offset of the last record kept.
-    pub fn last_offset(&self) -> Option<i64> {
-        self.records.last().map(|r| r.offset)
     }
 
     /// Adds a record; `None` when its value would not fit a set's u32 positions (never

@@ -188,7 +188,7 @@ impl RangeFetch {
         let partition = client.reader.partition();
         let fetch = client.reader.fetch(offset..end, FETCH_LIMITS);
         let error = match tokio::time::timeout(self.timeout, fetch).await {
-            Ok(Ok(fetched)) => return Ok(Fetch::Records(fetched.records)),
+            Ok(Ok(records)) => return Ok(Fetch::Records(records)),
             Ok(Err(error)) => KafkaError::from(error),
             Err(_) => {
                 // The reader's connection may hold half an answer: start afresh.
