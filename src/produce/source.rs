@@ -141,14 +141,8 @@ impl NdjsonReader {
     /// shutdown.
     pub async fn next_item(&mut self) -> Result<Option<StreamItem>, SourceError> {
         loop {
-            if let Some(piece) = self.lines.next_piece() {
-                if let Some(item) = self.take(piece) {
-                    // Only a record counts: keep-alive blank lines on a connection that is cut
-                    // inside the same line every time must not reset the retry deadline.
-                    self.made_progress();
-                    return Ok(Some(item));
-                }
-                continue;
+            if let Some(item) = self.next_buffered() {
+                return Ok(Some(item));
             }
             if self.ended {
                 if self.lines.at_line_end() {
@@ -178,6 +172,21 @@ impl NdjsonReader {
                 return Ok(None);
             }
         }
+    }
+
+    /// The next item among the bytes already received, without waiting for more: `None`
+    /// when the next one needs the network (or the stream has ended). Lets the caller do its
+    /// per-record work without an `await`, and know when it is about to wait.
+    pub fn next_buffered(&mut self) -> Option<StreamItem> {
+        while let Some(piece) = self.lines.next_piece() {
+            if let Some(item) = self.take(piece) {
+                // Only a record counts: keep-alive blank lines on a connection that is cut
+                // inside the same line every time must not reset the retry deadline.
+                self.made_progress();
+                return Some(item);
+            }
+        }
+        None
     }
 
     /// Reads one frame of the body into the splitter (or notes its end, or handles a drop);

@@ -85,47 +85,70 @@ impl PartitionWriter {
         }
     }
 
-    /// Writes everything `records` yields, in order, until the channel closes.
-    pub async fn run(mut self, mut records: mpsc::Receiver<Prepared>) -> Result<(), ProduceError> {
-        // A record that would have pushed the batch past the topic's limit starts the next one.
-        let mut carried: Option<Prepared> = None;
+    /// Writes everything `chunks` yields, in order, until the channel closes.
+    pub async fn run(
+        mut self,
+        mut chunks: mpsc::Receiver<Vec<Prepared>>,
+    ) -> Result<(), ProduceError> {
+        // Received and not yet in a batch: the rest of a chunk, or a record that would have
+        // pushed the batch past the topic's limit and starts the next one.
+        let mut received: VecDeque<Prepared> = VecDeque::new();
         // One buffer for every batch: a fresh one per batch would fault its pages in again
         // each time (freed memory goes back to the OS at once, see main.rs).
         let mut batch: Vec<Prepared> = Vec::new();
         loop {
-            let first = match carried.take() {
-                Some(record) => record,
-                None => match records.recv().await {
-                    Some(record) => record,
+            if received.is_empty() {
+                match chunks.recv().await {
+                    Some(chunk) => received.extend(chunk),
                     None => break,
-                },
-            };
-            let mut bytes = first.approximate_size();
-            batch.push(first);
-            let linger_until = tokio::time::Instant::now() + self.ctx.linger;
-            while bytes < self.ctx.batch_max_bytes {
-                let next = match records.try_recv() {
-                    Ok(record) => Some(record),
-                    Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        // `None` once lingered long enough (or the channel closed).
-                        tokio::time::timeout_at(linger_until, records.recv())
-                            .await
-                            .ok()
-                            .flatten()
-                    }
-                };
-                let Some(record) = next else { break };
-                if bytes + record.approximate_size() > self.ctx.batch_limit {
-                    carried = Some(record);
-                    break;
                 }
-                bytes += record.approximate_size();
-                batch.push(record);
             }
+            self.gather(&mut received, &mut chunks, &mut batch).await;
             self.write(&mut batch).await?;
         }
         Ok(())
+    }
+
+    /// Moves records from `received` (topped up from `chunks`) into `batch` until it is
+    /// full, the topic's limit is reached, or `linger` has passed since its first record.
+    /// The first record always goes in: alone above the limit, the broker's answer decides.
+    async fn gather(
+        &self,
+        received: &mut VecDeque<Prepared>,
+        chunks: &mut mpsc::Receiver<Vec<Prepared>>,
+        batch: &mut Vec<Prepared>,
+    ) {
+        let linger_until = tokio::time::Instant::now() + self.ctx.linger;
+        let mut bytes = 0;
+        loop {
+            while let Some(record) = received.front() {
+                let size = record.approximate_size();
+                let full = bytes >= self.ctx.batch_max_bytes;
+                if !batch.is_empty() && (full || bytes + size > self.ctx.batch_limit) {
+                    return;
+                }
+                bytes += size;
+                batch.extend(received.pop_front());
+            }
+            if bytes >= self.ctx.batch_max_bytes {
+                return;
+            }
+            let next = match chunks.try_recv() {
+                Ok(chunk) => Some(chunk),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                // `None` once lingered long enough (or the channel closed).
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::time::timeout_at(linger_until, chunks.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
+            match next {
+                Some(chunk) => received.extend(chunk),
+                None => return,
+            }
+        }
     }
 
     /// Writes `batch` (leaving it empty, its capacity kept), in order, splitting it while the
