@@ -8,7 +8,7 @@ use rskafka::record::EncodedRecords;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::json::compact_into;
+use crate::json::{FieldValue, FlatScan, compact_into, scan_flat_object};
 use crate::kafka::partitioner::partition_for_key;
 
 /// Header naming the source a record came from.
@@ -138,32 +138,20 @@ impl RecordShaper {
     /// spreads them evenly and keeps placement reproducible for `--resume`.
     ///
     /// The record shares `line`'s memory: a line that is compact already (as serve-api sends
-    /// them) is the value as it is, and a key written as a number is a slice of it; only a
-    /// line with whitespace to drop, or a string key, is copied.
+    /// them) is the value as it is, and its key a slice of it; only a line with whitespace to
+    /// drop, or a string key with escapes, is copied.
     pub fn shape(&self, offset: u64, line: &Bytes) -> Result<Prepared, BadRecord> {
-        let mut de = serde_json::Deserializer::from_slice(line);
-        let found = FindKey {
-            field: self.key_field.as_deref(),
-        }
-        .deserialize(&mut de)
-        .and_then(|found| de.end().map(|()| found))
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => BadRecord::NotObject,
-            _ => BadRecord::not_json(&e),
-        })?;
-
-        let key = match &self.key_field {
-            None => None,
-            Some(field) => {
-                let raw = found.ok_or_else(|| BadRecord::MissingKey(field.clone()))?;
-                Some(key_text(field, raw, line)?)
-            }
+        let field = self.key_field.as_deref();
+        let (key, compact) = match scan_flat_object(line, field.map(str::as_bytes)) {
+            // The common case, in one pass: nothing to compact, nothing to unescape.
+            Some(scan) => (self.scanned_key(scan, line)?, true),
+            None => (self.parsed_key(line)?, false),
         };
         let partition = match &key {
             Some(key) => partition_for_key(key, self.partitions),
             None => (offset % self.partitions as u64) as i32,
         };
-        let value = if line.iter().any(u8::is_ascii_whitespace) {
+        let value = if !compact && line.iter().any(u8::is_ascii_whitespace) {
             let mut value = Vec::with_capacity(line.len());
             compact_into(line, &mut value);
             Bytes::from(value)
@@ -176,6 +164,43 @@ impl RecordShaper {
             key,
             value,
         })
+    }
+
+    /// The key of a line [`scan_flat_object`] accepted.
+    fn scanned_key(&self, scan: FlatScan, line: &Bytes) -> Result<Option<Bytes>, BadRecord> {
+        let Some(field) = &self.key_field else {
+            return Ok(None);
+        };
+        match scan.field {
+            None => Err(BadRecord::MissingKey(field.clone())),
+            Some(FieldValue::Text(text)) => Ok(Some(line.slice(text))),
+            Some(FieldValue::Literal(raw)) if line[raw.start] == b'n' => Err(BadRecord::BadKey {
+                field: field.clone(),
+                found: "null",
+            }),
+            Some(FieldValue::Literal(raw)) => Ok(Some(line.slice(raw))),
+        }
+    }
+
+    /// The key of any other line, by serde_json, which also says what is wrong with it.
+    fn parsed_key(&self, line: &Bytes) -> Result<Option<Bytes>, BadRecord> {
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let found = FindKey {
+            field: self.key_field.as_deref(),
+        }
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => BadRecord::NotObject,
+            _ => BadRecord::not_json(&e),
+        })?;
+        match &self.key_field {
+            None => Ok(None),
+            Some(field) => {
+                let raw = found.ok_or_else(|| BadRecord::MissingKey(field.clone()))?;
+                key_text(field, raw, line).map(Some)
+            }
+        }
     }
 }
 
