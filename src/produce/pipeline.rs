@@ -41,10 +41,22 @@ use crate::status::{RunState, SourceCounters, TopicStatus};
 /// to wait (for the API or for the window), so a slow stream is not held back.
 const CHUNK: usize = 256;
 
-/// Chunks queued per partition between the reader and its writer: 16,384 records, a little
-/// more than one full batch of small records, so a batch can gather while the previous one is
-/// in flight.
-const PARTITION_QUEUE: usize = 16 * 1024 / CHUNK;
+/// Chunks queued per partition between the reader and its writer: room for a little more
+/// than one full batch of small records even when every chunk went early with one record, so
+/// a batch can gather while the previous one is in flight. The records held in all queues
+/// together are bounded by the window (`producer.max_pending_records`), not by this.
+const PARTITION_QUEUE: usize = 16 * 1024;
+
+/// What became of a chunk offered to its writer's queue without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandOver {
+    /// Queued (or there was nothing to queue).
+    Queued,
+    /// The queue is full: the chunk stays with the reader.
+    Full,
+    /// The writer has failed: its records cannot be written (its error says why).
+    Closed,
+}
 
 /// One source's run: what to read, and where its numbers go.
 pub struct SourceRun {
@@ -297,35 +309,70 @@ impl Writers {
         if self.chunks[partition].len() < CHUNK {
             return true;
         }
-        self.hand_over(partition).await
+        match self.try_hand_over(partition) {
+            HandOver::Queued => true,
+            HandOver::Closed => false,
+            // Before waiting on this queue, the other partitions' records go.
+            HandOver::Full => self.flush().await,
+        }
     }
 
-    /// Hands every partial chunk to its writer: before the reader waits for more of the
-    /// stream, and before the window is waited on. `false` if a writer failed.
+    /// Hands every chunk to its writer: before the reader waits for more of the stream,
+    /// before the window is waited on, and at the end. First whatever fits at once, so one
+    /// partition's full queue (its leader down, say) holds back no other partition's
+    /// records; then it waits for the full ones. `false` if a writer failed; the other
+    /// writers still get theirs.
     async fn flush(&mut self) -> bool {
+        let mut healthy = true;
         for partition in 0..self.chunks.len() {
-            if !self.chunks[partition].is_empty() && !self.hand_over(partition).await {
-                return false;
+            healthy &= self.try_hand_over(partition) != HandOver::Closed;
+        }
+        for partition in 0..self.chunks.len() {
+            if !self.chunks[partition].is_empty() {
+                let chunk = self.take_chunk(partition);
+                healthy &= self.queues[partition].send(chunk).await.is_ok();
             }
         }
-        true
+        healthy
     }
 
-    /// Queues `partition`'s chunk for its writer, waiting while its queue is full.
-    async fn hand_over(&mut self, partition: usize) -> bool {
-        let chunk = std::mem::replace(&mut self.chunks[partition], Vec::with_capacity(CHUNK));
-        let queue = &self.queues[partition];
-        match queue.try_send(chunk) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(chunk)) => queue.send(chunk).await.is_ok(),
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+    /// Queues `partition`'s chunk without waiting; one that does not fit stays here.
+    fn try_hand_over(&mut self, partition: usize) -> HandOver {
+        if self.chunks[partition].is_empty() {
+            return HandOver::Queued;
         }
+        let chunk = self.take_chunk(partition);
+        match self.queues[partition].try_send(chunk) {
+            Ok(()) => HandOver::Queued,
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                self.chunks[partition] = chunk;
+                HandOver::Full
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => HandOver::Closed,
+        }
+    }
+
+    /// Takes `partition`'s chunk. A full one is replaced by room for the next full one; a
+    /// partial one (the stream is slow, or the reader is about to wait) gives back its spare
+    /// room, since the queues may hold many such chunks.
+    fn take_chunk(&mut self, partition: usize) -> Vec<Prepared> {
+        let full = self.chunks[partition].len() >= CHUNK;
+        let next = if full {
+            Vec::with_capacity(CHUNK)
+        } else {
+            Vec::new()
+        };
+        let mut chunk = std::mem::replace(&mut self.chunks[partition], next);
+        if chunk.capacity() > 2 * chunk.len() {
+            chunk.shrink_to_fit();
+        }
+        chunk
     }
 
     /// Closes the queues, lets every writer write and acknowledge what it holds, and returns
     /// the first writer error.
     async fn finish(mut self) -> Result<(), ProduceError> {
-        // Whatever the reader still holds goes too (a failed writer's part cannot).
+        // Whatever the reader still holds goes to every writer that has not failed.
         self.flush().await;
         drop(self.queues);
         let mut first_error = None;
@@ -354,6 +401,10 @@ impl Pump {
     /// is the writers' to report), or until a failure of the reading side (`Err`).
     async fn run(&mut self, writers: &mut Writers) -> Result<(), ProduceError> {
         loop {
+            // A failed writer stops the reading at once, even among lines already received.
+            if writers.failed.is_cancelled() {
+                return Ok(());
+            }
             let item = match self.reader.next_buffered() {
                 Some(item) => item,
                 None => {
