@@ -213,6 +213,22 @@ mod tests {
         })
     }
 
+    /// Objects whose values may also be number-like or literal-like tokens that are not
+    /// JSON (`+1`, `1e`, `.5`, `nul`, `truex`, ...): near misses for the scan to refuse.
+    fn loose_object() -> impl Strategy<Value = String> {
+        let key = prop_oneof![Just("id"), Just("ts"), Just("")];
+        let value = prop_oneof![
+            flat_value(),
+            "[-+0-9.eE]{1,6}",
+            "(-?0[0-9]{1,3}|[+.][0-9]{1,3}|-?[0-9]{1,3}[.eE]|-|-?[0-9]\\.[0-9][eE][+-]?)",
+            "(tru|true|truex|fals|false|nul|null|nulll|[tfn][a-z]{0,4})",
+        ];
+        proptest::collection::vec((key, value), 0..5).prop_map(|fields| {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
     /// A byte edit: (position as a fraction, what to do, the byte).
     fn edits() -> impl Strategy<Value = Vec<(f64, u8, u8)>> {
         let byte = prop_oneof![
@@ -241,7 +257,10 @@ mod tests {
         /// Whatever the scan takes of damaged lines, serde_json takes too, with the same
         /// value; what it leaves goes to serde_json anyway.
         #[test]
-        fn the_scan_takes_nothing_serde_json_refuses(line in flat_object(), edits in edits()) {
+        fn the_scan_takes_nothing_serde_json_refuses(
+            line in prop_oneof![flat_object(), loose_object()],
+            edits in prop_oneof![Just(Vec::new()), edits()],
+        ) {
             let mut bytes = line.into_bytes();
             for (at, op, byte) in edits {
                 let i = ((bytes.len() as f64) * at) as usize;
@@ -265,6 +284,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes at all: no panic, and nothing taken that serde_json refuses.
+        #[test]
+        fn the_scan_never_panics_on_any_bytes(
+            bytes in proptest::collection::vec(
+                prop_oneof![proptest::sample::select(b"{}\":,-.0123456789eEtrunlfasid ".to_vec()), any::<u8>()],
+                0..40,
+            ),
+        ) {
+            if let Some(scan) = scan_flat_object(&bytes, Some(b"id")) {
+                proptest::prop_assert_eq!(Some(scan_view(&bytes, scan)), serde_view(&bytes));
+            }
+        }
+    }
+
     #[test]
     fn the_scan_leaves_whatever_it_does_not_know_to_the_parser() {
         for line in [
@@ -283,6 +317,18 @@ mod tests {
             br#"{"id"}"#,
             br#"{}x"#,
             b"",
+            b"{",
+            br#"{""#,
+            br#"{"id":+1}"#,
+            br#"{"id":1e}"#,
+            br#"{"id":.5}"#,
+            br#"{"id":-0.}"#,
+            br#"{"id":truex}"#,
+            br#"{"id":nul}"#,
+            b"{\"id\":1}\0",
+            b"{\"id\":1}\r",
+            b"{\"id\":\"a\x7fb\"}",
+            b"{\"id\":\"a\tb\"}",
         ] {
             assert_eq!(
                 scan_flat_object(line, Some(b"id")),

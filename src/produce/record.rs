@@ -348,6 +348,30 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Where the one-pass scan takes a line, its key and verdict are those of the
+        /// serde_json path it replaces, for every kind of key field.
+        #[test]
+        fn the_scan_path_keys_lines_as_the_parser_path_does(
+            line in "\\{(\"(id|ts|)\":(-?[0-9]{1,3}(\\.[0-9])?|\"[a-z ]{0,4}\"|true|false|null)(,|\\}))*\\}?",
+            field in proptest::option::of(proptest::sample::select(vec!["id", "ts", ""])),
+        ) {
+            let shaper = RecordShaper::new(field.map(String::from), 3);
+            let line = Bytes::from(line);
+            let field = shaper.key_field.as_deref().map(str::as_bytes);
+            if let Some(scan) = scan_flat_object(&line, field) {
+                proptest::prop_assert_eq!(
+                    shaper.scanned_key(scan, &line),
+                    shaper.parsed_key(&line),
+                    "{:?}",
+                    line
+                );
+            }
+        }
+    }
+
     #[test]
     fn bad_lines_say_why() {
         let s = keyed("id");
