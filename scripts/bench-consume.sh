@@ -45,7 +45,6 @@ mkdir -p "$work"
 
 log() { printf 'bench-consume: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 # Float arithmetic without bc (not always installed): python3 is needed anyway.
 calc() { python3 -c "print($1)"; }
@@ -125,21 +124,8 @@ fi
 # ---------------------------------------------------------------------------------------
 # Broker, API server, topic.
 
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ -n "${KAFKA_DIR:-}" ]]; then scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true; fi
-}
-trap cleanup EXIT
-
-if [[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]]; then
-  bootstrap="$FACTORYPAL_BENCH_BOOTSTRAP"
-else
-  KAFKA_PORT="$(free_port)"
-  KAFKA_DIR="$work/kafka-$KAFKA_PORT"
-  export KAFKA_PORT KAFKA_DIR
-  bootstrap="$(scripts/kafka-local.sh start | tail -n 1)"
-fi
+# The broker (or FACTORYPAL_BENCH_BOOTSTRAP), `pids` killed on exit, `free_port`.
+source scripts/bench-common.sh
 kafka_version="Kafka ${KAFKA_VERSION:-4.3.1} (scripts/kafka-local.sh)"
 [[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]] && kafka_version="external broker"
 topic="${BENCH_TOPIC:-bench-consume-$(date +%s)}"

@@ -48,28 +48,14 @@ mkdir -p "$work"
 
 log() { printf 'bench-latency: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 [[ -x "$bin" ]] || die "$bin not found: run 'cargo build --release' first (or set FACTORYPAL_BIN)"
 "$py" -c 'import pyarrow' 2>/dev/null || die "$py has no pyarrow: run scripts/test-pyenv.sh or set BENCH_PYTHON"
 records=$((rate * seconds))
 ((records > 0)) || die "BENCH_RATE × BENCH_SECONDS must be above 0"
 
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ -n "${KAFKA_DIR:-}" ]]; then scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true; fi
-}
-trap cleanup EXIT
-
-if [[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]]; then
-  bootstrap="$FACTORYPAL_BENCH_BOOTSTRAP"
-else
-  KAFKA_PORT="$(free_port)"
-  KAFKA_DIR="$work/kafka-$KAFKA_PORT"
-  export KAFKA_PORT KAFKA_DIR
-  bootstrap="$(scripts/kafka-local.sh start | tail -n 1)"
-fi
+# The broker (or FACTORYPAL_BENCH_BOOTSTRAP), `pids` killed on exit, `free_port`.
+source scripts/bench-common.sh
 
 # The data: seq-numbered records in `time` order (the API serves in `time` order).
 data="$work/data-$records"

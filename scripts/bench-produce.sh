@@ -33,7 +33,6 @@ work="$PWD/target/bench/produce"
 mkdir -p "$work"
 log() { printf 'bench-produce: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 median() { python3 -c 'import statistics, sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' "$@"; }
 max() { python3 -c 'import sys; print(max(int(x) for x in sys.argv[1:]))' "$@"; }
 
@@ -46,21 +45,8 @@ fi
 [[ "${BENCH_SKIP_KCAT:-0}" == 1 ]] || command -v kcat >/dev/null || die "kcat not found (Debian: apt-get install kcat), or set BENCH_SKIP_KCAT=1"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (Debian: apt-get install time)"
 
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  if [[ -n "${KAFKA_DIR:-}" ]]; then scripts/kafka-local.sh stop --clean >/dev/null 2>&1 || true; fi
-}
-trap cleanup EXIT
-
-if [[ -n "${FACTORYPAL_BENCH_BOOTSTRAP:-}" ]]; then
-  bootstrap="$FACTORYPAL_BENCH_BOOTSTRAP"
-else
-  KAFKA_PORT="$(free_port)"
-  KAFKA_DIR="$work/kafka-$KAFKA_PORT"
-  export KAFKA_PORT KAFKA_DIR
-  bootstrap="$(scripts/kafka-local.sh start | tail -n 1)"
-fi
+# The broker (or FACTORYPAL_BENCH_BOOTSTRAP), `pids` killed on exit, `free_port`.
+source scripts/bench-common.sh
 run_id="$(date +%s)"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); load $(cut -d' ' -f1-3 /proc/loadavg); broker $bootstrap; $(kcat -V 2>/dev/null | grep -o 'librdkafka [0-9.]*' || true)"
 
