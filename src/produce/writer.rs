@@ -99,7 +99,7 @@ impl PartitionWriter {
         loop {
             if received.is_empty() {
                 match chunks.recv().await {
-                    Some(chunk) => received.extend(chunk),
+                    Some(chunk) => received = VecDeque::from(chunk),
                     None => break,
                 }
             }
@@ -145,7 +145,8 @@ impl PartitionWriter {
                 }
             };
             match next {
-                Some(chunk) => received.extend(chunk),
+                // `received` is empty here: the chunk takes its place, without a copy.
+                Some(chunk) => *received = VecDeque::from(chunk),
                 None => return,
             }
         }
