@@ -539,7 +539,7 @@ impl BrokerCache for &PartitionClient {
             // lookup is never cached), so a cache naming a live broker that is no longer the
             // leader was kept forever and every retry met the same `LeaderForward`: a
             // producer stuck on one partition after a leader election (vendor/README.md).
-            if let Some(r#gen) = gen_leader_from_arbitrary.or(gen_leader_from_self) {
+            if let Some(r#gen) = gen_leader_from_arbitrary {
                 // The cached metadata identified an incorrect leader - it is stale and should be refreshed.
                 self.brokers.invalidate_metadata_cache(
                     "partition client: broker that should be leader does treat itself as a leader",
